@@ -1,0 +1,121 @@
+"""Writes capture batches with the ORM and keeps their total size within `inspect_db_size`.
+
+Runs only in the capture sink's writer thread (one Django connection of its own). The running
+total of stored bytes is read once with SUM and then kept by adding each batch's sizes; eviction
+deletes the oldest rows (ids sort by time) until the total is back under the budget.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Sum
+
+from .models import Capture
+
+log = logging.getLogger(__name__)
+
+_EVICT_CHUNK = 500
+# Re-read the true total now and then: other agents sharing the database evict too.
+_RECOUNT_EVERY = 1000
+
+
+class OrmCaptureStore:
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._total: int | None = None
+        self._writes = 0
+
+    def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
+        try:
+            return self._write(new, changed)
+        except Exception:
+            # A broken connection (database restarted) must not poison every later batch.
+            connection.close()
+            raise
+
+    def _write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
+        growth = 0
+        with transaction.atomic():
+            if new:
+                Capture.objects.bulk_create([_model(row) for row in new], batch_size=500)
+                growth += sum(row["stored_size"] for row in new)
+            if changed:
+                growth += self._update(changed)
+        return self._evict(growth) if self.budget > 0 else []
+
+    def _update(self, rows: list[dict[str, Any]]) -> int:
+        table = connection.ops.quote_name(Capture._meta.db_table)
+        with connection.cursor() as cursor:
+            # The size before the update, to keep the running total exact.
+            ids = [row["id"] for row in rows]
+            placeholders = ",".join(["%s"] * len(ids))
+            cursor.execute(f"SELECT id, stored_size FROM {table} WHERE id IN ({placeholders})", ids)
+            before = dict(cursor.fetchall())
+            cursor.executemany(
+                f"UPDATE {table} SET duration_ns=%s, request_raw=%s, request_size=%s, response_raw=%s,"
+                " response_size=%s, status_code=%s, stored_size=%s WHERE id=%s",
+                [
+                    (
+                        row["duration_ns"],
+                        row["request_raw"],
+                        row["request_size"],
+                        row["response_raw"],
+                        row["response_size"],
+                        row["status_code"],
+                        row["stored_size"],
+                        row["id"],
+                    )
+                    for row in rows
+                    if row["id"] in before
+                ],
+            )
+        return sum(row["stored_size"] - before[row["id"]] for row in rows if row["id"] in before)
+
+    def _evict(self, growth: int) -> list[str]:
+        self._writes += 1
+        if self._total is None or self._writes % _RECOUNT_EVERY == 0:
+            self._total = Capture.objects.aggregate(total=Sum("stored_size"))["total"] or 0
+        else:
+            self._total += growth
+        evicted: list[str] = []
+        while self._total > self.budget:
+            oldest = list(Capture.objects.order_by("id").values_list("id", "stored_size")[:_EVICT_CHUNK])
+            if not oldest:
+                self._total = 0
+                break
+            victims = []
+            for capture_id, size in oldest:
+                if self._total <= self.budget:
+                    break
+                victims.append(capture_id)
+                self._total -= size
+            Capture.objects.filter(id__in=victims).delete()
+            evicted += victims
+        return evicted
+
+    def forget_total(self) -> None:
+        """Someone deleted captures (clear all): re-read the total on the next write."""
+        self._total = None
+
+
+def _model(row: dict[str, Any]) -> Capture:
+    return Capture(
+        id=row["id"],
+        tunnel_name=row["tunnel_name"],
+        remote_addr=row["remote_addr"],
+        start=dt.datetime.fromtimestamp(row["start"], tz=dt.UTC),
+        duration_ns=row["duration_ns"],
+        method=row["method"],
+        uri=row["uri"],
+        request_raw=row["request_raw"],
+        request_size=row["request_size"],
+        response_raw=row["response_raw"],
+        response_size=row["response_size"],
+        status_code=row["status_code"],
+        stored_size=row["stored_size"],
+        replay_of=row["replay_of"],
+    )

@@ -1,0 +1,88 @@
+"""What API clients post, turned into tunnel definitions the engine understands.
+
+Two dialects arrive: the tunnels resource (a config-file tunnel definition, plus the client-side
+options npm `ngrok` sends along in the same object) and the 3.30+ endpoints resource (`url`,
+`upstream.url`, ... ; pyngrok 9's default), which is a tunnel seen through a newer shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .engine.tunnel_spec import TunnelConfigError
+
+log = logging.getLogger(__name__)
+
+# npm `ngrok` posts its whole options object; these are its own options or cloud-only settings.
+CLIENT_OPTION_KEYS = frozenset(
+    {
+        "authtoken",
+        "region",
+        "configPath",
+        "binPath",
+        "onStatusChange",
+        "onLogEvent",
+        "onTerminated",
+        "port",
+        "host",
+        "httpauth",
+        "web_addr",
+        "api_key",
+    }
+)
+_ENDPOINT_KEYS = frozenset(
+    {"name", "url", "upstream", "inspect", "traffic_policy", "pooling_enabled", "metadata", "description", "bindings"}
+)
+
+
+def tunnel_definition(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise TunnelConfigError("the request body must be a JSON object")
+    ignored = sorted(CLIENT_OPTION_KEYS & body.keys())
+    if ignored:
+        log.info("ignoring client-side and cloud-only options: %s", ", ".join(ignored))
+    return {key: value for key, value in body.items() if key not in CLIENT_OPTION_KEYS}
+
+
+def endpoint_definition(body: Any, *, name: str | None = None) -> dict[str, Any]:
+    """An endpoint body as a tunnel definition (unknown keys are left for the tunnel checks)."""
+    if not isinstance(body, dict):
+        raise TunnelConfigError("the request body must be a JSON object")
+    body = tunnel_definition(body)
+    upstream = body.get("upstream")
+    if not isinstance(upstream, dict) or not upstream.get("url"):
+        raise TunnelConfigError("upstream.url is required")
+    if set(upstream) - {"url", "protocol", "proxy_protocol"}:
+        extra = sorted(set(upstream) - {"url", "protocol", "proxy_protocol"})[0]
+        raise TunnelConfigError(f"field {extra} not found in type config.EndpointUpstream")
+    if upstream.get("protocol") not in (None, "", "http1"):
+        raise TunnelConfigError("upstream.protocol: only http1 is supported by this agent")
+    if body.get("traffic_policy"):
+        raise TunnelConfigError("traffic_policy is not supported by this agent")
+    if body.get("bindings") not in (None, [], ["public"]):
+        raise TunnelConfigError("bindings: only public endpoints are supported by this agent")
+    url = body.get("url") or ""
+    if not isinstance(url, str):
+        raise TunnelConfigError("url must be a string")
+    scheme, _, rest = url.partition("://") if "://" in url else ("http", "", url)
+    scheme = scheme.lower()
+    if scheme not in ("http", "https", "tcp", "tls"):
+        raise TunnelConfigError(f"Invalid protocol name '{scheme}'")
+    definition: dict[str, Any] = {key: value for key, value in body.items() if key not in _ENDPOINT_KEYS}
+    definition["proto"] = "http" if scheme == "https" else scheme
+    definition["addr"] = upstream["url"]
+    if scheme == "https":
+        definition["schemes"] = ["https"]
+    if rest:
+        definition["url"] = f"{scheme}://{rest}"
+    for key in ("inspect", "metadata", "description"):
+        if key in body:
+            definition[key] = body[key]
+    if "inspect" not in body:
+        definition["inspect"] = definition["proto"] == "http"
+    if name is not None:
+        definition["name"] = name
+    elif "name" in body:
+        definition["name"] = body["name"]
+    return definition

@@ -1,0 +1,53 @@
+"""The in-memory form of one HTTP exchange, filled by the proxy and written by the capture sink."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True, eq=False)
+class CaptureRecord:
+    id: str
+    tunnel_name: str
+    remote_addr: str
+    start: float  # epoch seconds
+    method: str
+    uri: str
+    limit: int
+    request_raw: bytearray = field(default_factory=bytearray)
+    request_size: int = 0
+    response_raw: bytearray | None = None
+    response_size: int = 0
+    status_code: int | None = None
+    duration_ns: int = 0
+    replay_of: str = ""
+    complete: bool = False
+    # Set by the sink: whether a row exists, and who waits for the completed row to be stored.
+    saved: bool = False
+    saved_size: int = 0
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def add_request(self, data: bytes) -> None:
+        room = self.limit - len(self.request_raw)
+        if room > 0:
+            self.request_raw += data[:room] if len(data) > room else data
+        self.request_size += len(data)
+
+    def add_response(self, data: bytes) -> None:
+        raw = self.response_raw
+        if raw is None:
+            raw = self.response_raw = bytearray()
+        room = self.limit - len(raw)
+        if room > 0:
+            raw += data[:room] if len(data) > room else data
+        self.response_size += len(data)
+
+    def restart_response(self) -> None:
+        """Forget what the upstream sent: the agent's own error page replaces it."""
+        self.response_raw = None
+        self.response_size = 0
+
+    @property
+    def stored_size(self) -> int:
+        return len(self.request_raw) + (len(self.response_raw) if self.response_raw is not None else 0)

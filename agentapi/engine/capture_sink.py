@@ -1,0 +1,161 @@
+"""Hands captures from the proxy to the database without ever making the proxy wait.
+
+The proxy calls `record()` when an exchange starts and again when it completes; both only mark
+the record dirty (bounded: past `max_pending` new captures are dropped and counted, forwarding goes
+on). A loop task gathers dirty records for `flush_interval`, snapshots them on the loop and lets
+one writer thread store them in one transaction, so an exchange that completes within the interval
+costs one INSERT. Each stored batch is announced (one message for the batch) for the inspector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from .capture_record import CaptureRecord
+
+log = logging.getLogger(__name__)
+
+Announce = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class CaptureStore(Protocol):
+    def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
+        """Store rows in one transaction; return the ids evicted to stay within budget."""
+
+
+class CaptureSink:
+    def __init__(
+        self,
+        store: CaptureStore,
+        announce: Announce | None = None,
+        *,
+        max_pending: int = 20000,
+        flush_interval: float = 0.05,
+    ) -> None:
+        self._store = store
+        self._announce = announce
+        self._max_pending = max_pending
+        self._flush_interval = flush_interval
+        self._dirty: dict[str, CaptureRecord] = {}
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-writer")
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="capture-sink")
+
+    def record(self, record: CaptureRecord) -> None:
+        if record.id not in self._dirty:
+            if len(self._dirty) >= self._max_pending and not record.saved:
+                self.dropped += 1
+                if self.dropped % 1000 == 1:
+                    log.warning("capture queue full: %d captures dropped so far", self.dropped)
+                return
+            self._dirty[record.id] = record
+        self._wake.set()
+
+    async def stored(self, record: CaptureRecord) -> None:
+        """Wait until the completed record is in the database (replay answers after that)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        record.waiters.append(future)
+        self.record(record)
+        await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while self._dirty:
+            await self._flush()
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self._flush_interval)
+            try:
+                await self._flush()
+            except Exception:  # the writer must outlive a bad batch (database down, disk full)
+                log.exception("storing captures failed")
+
+    async def _flush(self) -> None:
+        batch, self._dirty = self._dirty, {}
+        if not batch:
+            return
+        records = list(batch.values())
+        new = [_snapshot(r) for r in records if not r.saved]
+        changed = [_snapshot(r) for r in records if r.saved]
+        loop = asyncio.get_running_loop()
+        try:
+            evicted = await loop.run_in_executor(self._executor, self._store.write, new, changed)
+        except Exception as error:
+            for record in records:
+                for waiter in record.waiters:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                record.waiters.clear()
+            raise
+        for record in records:
+            record.saved = True
+            if record.complete:
+                for waiter in record.waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                record.waiters.clear()
+        if self._announce is not None:
+            try:
+                await self._announce(
+                    {
+                        "type": "captures.stored",
+                        "created": [_summary(row) for row in new],
+                        "updated": [_summary(row) for row in changed],
+                        "evicted": evicted,
+                    }
+                )
+            except Exception:  # the channel layer being down must not stop captures
+                log.exception("announcing captures failed")
+
+
+def _snapshot(record: CaptureRecord) -> dict[str, Any]:
+    response = record.response_raw
+    return {
+        "id": record.id,
+        "tunnel_name": record.tunnel_name,
+        "remote_addr": record.remote_addr,
+        "start": record.start,
+        "duration_ns": record.duration_ns,
+        "method": record.method,
+        "uri": record.uri,
+        "request_raw": bytes(record.request_raw),
+        "request_size": record.request_size,
+        "response_raw": bytes(response) if response is not None else None,
+        "response_size": record.response_size if response is not None else None,
+        "status_code": record.status_code if record.complete else None,
+        "stored_size": record.stored_size,
+        "replay_of": record.replay_of,
+    }
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "tunnel_name": row["tunnel_name"],
+        "start": row["start"],
+        "duration_ns": row["duration_ns"],
+        "method": row["method"],
+        "uri": row["uri"],
+        "status_code": row["status_code"],
+        "request_size": row["request_size"],
+        "response_size": row["response_size"],
+        "remote_addr": row["remote_addr"],
+    }

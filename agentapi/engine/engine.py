@@ -1,0 +1,218 @@
+"""The data plane: opens and closes tunnel listeners, ticks their metrics, replays requests.
+
+The engine is the source of truth for what is running. It knows nothing of Django views or the
+database: captures leave through the CaptureSink it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .capture_id import CaptureIdFactory
+from .capture_record import CaptureRecord
+from .capture_sink import CaptureSink
+from .http1 import ProtocolError, ResponseParser, error_response, parse_stored_head
+from .http_proxy import ClientConnection, TunnelContext
+from .metrics import TICK_SECONDS, TunnelMetrics
+from .tcp_pipe import PublicSide
+from .tunnel_spec import TunnelSpec
+
+log = logging.getLogger(__name__)
+
+
+class TunnelStartError(Exception):
+    """The listener could not be opened (port in use, permission)."""
+
+
+class TunnelExists(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class RunningTunnel:
+    spec: TunnelSpec
+    tunnel_id: str
+    public_url: str
+    metrics: TunnelMetrics
+    server: asyncio.AbstractServer
+    http: TunnelContext | None = None
+    tcp_connections: set[PublicSide] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class Engine:
+    def __init__(self, *, sink: CaptureSink | None, capture_limit: int, upstream_timeout: float) -> None:
+        self.sink = sink
+        self.capture_limit = capture_limit
+        self.upstream_timeout = upstream_timeout
+        self.ids = CaptureIdFactory()
+        self._tunnels: dict[str, RunningTunnel] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._starting: set[str] = set()
+
+    def start(self) -> None:
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="metrics-ticker")
+
+    def tunnel(self, name: str) -> RunningTunnel | None:
+        return self._tunnels.get(name)
+
+    def tunnels(self) -> list[RunningTunnel]:
+        return list(self._tunnels.values())
+
+    async def start_tunnel(self, spec: TunnelSpec) -> RunningTunnel:
+        if spec.name in self._tunnels or spec.name in self._starting:
+            raise TunnelExists(f'tunnel "{spec.name}" already exists')
+        self._starting.add(spec.name)
+        try:
+            return await self._open(spec)
+        finally:
+            self._starting.discard(spec.name)
+
+    async def _open(self, spec: TunnelSpec) -> RunningTunnel:
+        loop = asyncio.get_running_loop()
+        metrics = TunnelMetrics()
+        context: TunnelContext | None = None
+        tcp_connections: set[PublicSide] = set()
+        if spec.proto in ("http", "https"):
+            context = TunnelContext(
+                spec=spec,
+                metrics=metrics,
+                sink=self.sink,
+                ids=self.ids,
+                capture_limit=self.capture_limit,
+                upstream_timeout=self.upstream_timeout,
+            )
+            http_context = context
+
+            def factory() -> asyncio.Protocol:
+                return ClientConnection(http_context)
+        else:
+
+            def factory() -> asyncio.Protocol:
+                return PublicSide(spec, metrics, tcp_connections)
+
+        try:
+            server = await loop.create_server(
+                factory, spec.listen_host, spec.listen_port, reuse_address=True, backlog=1024
+            )
+        except OSError as error:
+            raise TunnelStartError(
+                f"failed to listen on {spec.listen_host}:{spec.listen_port}: {error.strerror or error}"
+            ) from None
+        port = server.sockets[0].getsockname()[1]
+        host = spec.listen_host
+        url_host = f"[{host}]" if ":" in host else host
+        scheme = "http" if spec.proto in ("http", "https") else spec.proto
+        tunnel = RunningTunnel(
+            spec=spec,
+            tunnel_id=uuid.uuid4().hex,
+            public_url=f"{scheme}://{url_host}:{port}",
+            metrics=metrics,
+            server=server,
+            http=context,
+            tcp_connections=tcp_connections,
+        )
+        self._tunnels[spec.name] = tunnel
+        return tunnel
+
+    async def stop_tunnel(self, name: str) -> RunningTunnel:
+        tunnel = self._tunnels.pop(name)  # KeyError: not running
+        tunnel.server.close()
+        if tunnel.http is not None:
+            for connection in list(tunnel.http.connections):
+                connection.abort()
+            tunnel.http.pool.close()
+        for side in list(tunnel.tcp_connections):
+            side.abort()
+        await tunnel.server.wait_closed()
+        return tunnel
+
+    async def close(self) -> None:
+        for name in list(self._tunnels):
+            await self.stop_tunnel(name)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            for tunnel in list(self._tunnels.values()):
+                tunnel.metrics.tick()
+                if tunnel.http is not None:
+                    tunnel.http.pool.sweep()
+
+    async def replay(self, raw: bytes, tunnel_name: str, *, replay_of: str = "") -> CaptureRecord:
+        """Send stored request bytes straight to the tunnel's local service and capture the result.
+
+        Tunnel policies (basic auth, header rules) are not applied: the bytes already went through
+        them once. Returns when the new capture is stored.
+        """
+        tunnel = self._tunnels[tunnel_name]  # KeyError: not running
+        head = parse_stored_head(raw, response=False)
+        record = CaptureRecord(
+            id=self.ids.new(),
+            tunnel_name=tunnel_name,
+            remote_addr="127.0.0.1",
+            start=time.time(),
+            method=head.method,
+            uri=head.target,
+            limit=self.capture_limit,
+            replay_of=replay_of,
+        )
+        record.add_request(raw)
+        started = time.perf_counter_ns()
+        try:
+            status = await asyncio.wait_for(self._exchange(tunnel.spec, raw, record), self.upstream_timeout)
+        except TimeoutError:
+            status = _fail(record, 504, "the local service did not answer in time")
+        except OSError as error:
+            status = _fail(record, 502, f"failed to reach the local service: {error.strerror or error}")
+        except ProtocolError as error:
+            status = _fail(record, 502, error.detail)
+        record.status_code = status
+        record.duration_ns = time.perf_counter_ns() - started
+        tunnel.metrics.request_done(record.duration_ns)
+        record.complete = True
+        if self.sink is not None:
+            await self.sink.stored(record)
+        return record
+
+    async def _exchange(self, spec: TunnelSpec, raw: bytes, record: CaptureRecord) -> int:
+        upstream = spec.upstream
+        context = None
+        if upstream.scheme == "https":
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        reader, writer = await asyncio.open_connection(upstream.host, upstream.port, ssl=context)
+        try:
+            writer.write(raw)
+            parser = ResponseParser()
+            parser.expect_head = record.method == "HEAD"
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    if parser.eof():
+                        return parser.status
+                    raise ProtocolError(502, "the local service closed the connection without answering")
+                record.add_response(data)
+                progress = parser.feed(data)
+                if progress.done:
+                    return parser.status
+        finally:
+            writer.close()
+
+
+def _fail(record: CaptureRecord, status: int, detail: str) -> int:
+    record.restart_response()
+    record.add_response(error_response(status, detail))
+    return status

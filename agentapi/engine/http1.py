@@ -1,0 +1,358 @@
+"""HTTP/1.x protocol core of the tunnel proxy: bytes in, events out, no sockets.
+
+Rules this module holds (the socket layer in http_proxy.py relies on them):
+- Requests are parsed by llhttp (httptools). Each `feed()` returns the events the bytes completed,
+  in order: RequestHead, then Body chunks (de-chunked), then RequestEnd; pipelined requests simply
+  follow. After a request that asks for `Upgrade`, an `Upgrade` event carries the bytes that came
+  after its head and the parser stops: what follows is not HTTP any more.
+- A request head larger than MAX_HEAD_BYTES or with more than MAX_HEADERS fields raises
+  ProtocolError(431); anything llhttp refuses raises ProtocolError(400). After a ProtocolError the
+  connection must be answered with `error_response()` and closed.
+- Responses are parsed only to learn their framing (where each ends, whether the connection stays
+  open); the socket layer forwards the upstream's bytes untouched. Interim 1xx responses (100
+  Continue) are reported as `interim` and the final one follows. A response to HEAD has no body
+  whatever its headers say, which llhttp cannot know, so the caller says so (`expect_head`).
+- A response without Content-Length or chunked framing ends when the upstream closes: the caller
+  reports that with `eof()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httptools
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 200
+
+Headers = list[tuple[bytes, bytes]]
+
+# Hop-by-hop fields that describe one connection, not the message (RFC 9110 7.6.1).
+_HOP_BY_HOP = frozenset({b"keep-alive", b"proxy-connection", b"te", b"trailer", b"proxy-authorization"})
+
+
+class ProtocolError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: str
+    headers: Headers
+    keep_alive: bool
+    chunked: bool
+    upgrade: bool
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class Body:
+    data: bytes
+
+
+@dataclass(slots=True)
+class RequestEnd:
+    pass
+
+
+@dataclass(slots=True)
+class Upgrade:
+    rest: bytes
+
+
+RequestEvent = RequestHead | Body | RequestEnd | Upgrade
+
+_END = RequestEnd()
+
+
+class RequestParser:
+    """Feeds client bytes to llhttp and collects request events."""
+
+    __slots__ = ("_events", "_head_bytes", "_headers", "_parser", "_target", "_upgraded")
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[RequestEvent] = []
+        self._target = b""
+        self._headers: Headers = []
+        self._head_bytes = 0
+        self._upgraded = False
+
+    def feed(self, data: bytes) -> list[RequestEvent]:
+        if self._upgraded:
+            return [Upgrade(data)]
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgraded = True
+            self._events.append(Upgrade(data[upgrade.args[0] :]))
+        except httptools.HttpParserCallbackError as error:
+            cause = error.__context__
+            if isinstance(cause, ProtocolError):
+                raise cause from None
+            raise ProtocolError(400, str(error)) from None
+        except httptools.HttpParserError as error:
+            raise ProtocolError(400, _llhttp_reason(error)) from None
+        events, self._events = self._events, []
+        return events
+
+    # --- llhttp callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._target = b""
+        self._headers = []
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._count(len(name) + len(value) + 4)
+        if len(self._headers) > MAX_HEADERS:
+            raise ProtocolError(431, f"more than {MAX_HEADERS} header fields")
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        chunked = False
+        for name, value in self._headers:
+            if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        self._events.append(
+            RequestHead(
+                method=parser.get_method(),
+                target=self._target,
+                version=parser.get_http_version(),
+                headers=self._headers,
+                keep_alive=parser.should_keep_alive(),
+                chunked=chunked,
+                upgrade=parser.should_upgrade(),
+            )
+        )
+
+    def on_body(self, data: bytes) -> None:
+        self._events.append(Body(data))
+
+    def on_message_complete(self) -> None:
+        self._events.append(_END)
+
+    def _count(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise ProtocolError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+
+
+def _llhttp_reason(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+@dataclass(slots=True)
+class ResponseProgress:
+    """What one `ResponseParser.feed()` learned about the response in flight."""
+
+    head_done: bool = False
+    status: int = 0
+    interim: bool = False
+    done: bool = False
+    keep_alive: bool = True
+    upgraded: bool = False
+
+
+class ResponseParser:
+    """Tracks the framing of upstream responses; one instance per upstream connection."""
+
+    __slots__ = ("_headers", "_parser", "_progress", "_reason", "expect_head", "headers", "reason", "status")
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._progress = ResponseProgress()
+        self.expect_head = False
+        self.status = 0
+        self.reason = b""
+        self.headers: Headers = []
+
+    def feed(self, data: bytes) -> ResponseProgress:
+        progress = self._progress = ResponseProgress()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            progress.upgraded = True
+            progress.done = True
+        except httptools.HttpParserError as error:
+            raise ProtocolError(502, f"malformed response from upstream: {_llhttp_reason(error)}") from None
+        if progress.done and self.expect_head:
+            # llhttp still waits for a body that a HEAD response never has: start afresh.
+            self._parser = httptools.HttpResponseParser(self)
+        return progress
+
+    def eof(self) -> bool:
+        """The upstream closed; True when that legitimately ended a close-delimited response."""
+        return self.status != 0 and not self._progress.done
+
+    def on_message_begin(self) -> None:
+        self.reason = b""
+        self.headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        if len(self.headers) > MAX_HEADERS:
+            raise ProtocolError(502, "upstream response has too many header fields")
+
+    def on_headers_complete(self) -> None:
+        progress = self._progress
+        status = self._parser.get_status_code()
+        self.status = status
+        progress.status = status
+        if 100 <= status < 200 and status != 101:
+            progress.interim = True
+            return
+        progress.head_done = True
+        progress.keep_alive = self._parser.should_keep_alive()
+        if self.expect_head:
+            progress.done = True
+
+    def on_message_complete(self) -> None:
+        progress = self._progress
+        if progress.interim:
+            progress.interim = False
+            progress.head_done = False
+            self.status = 0
+            return
+        progress.done = True
+        progress.keep_alive = self._parser.should_keep_alive()
+
+
+def forwarded_head(
+    head: RequestHead,
+    *,
+    client_ip: str,
+    scheme: str,
+    host_header: bytes | None,
+    remove: frozenset[bytes] = frozenset(),
+    add: Headers | None = None,
+) -> bytes:
+    """The request head to send upstream: hop-by-hop fields dropped, X-Forwarded-* added."""
+    original_host = b""
+    out = [b"%s %s HTTP/%s\r\n" % (head.method, head.target, head.version.encode("ascii"))]
+    for name, value in head.headers:
+        lower = name.lower()
+        if lower == b"host":
+            original_host = value
+            if host_header is not None:
+                value = host_header
+        elif lower in _HOP_BY_HOP or lower in remove or lower.startswith(b"x-forwarded-"):
+            continue
+        out.append(b"%s: %s\r\n" % (name, value))
+    out.append(b"X-Forwarded-For: %s\r\n" % client_ip.encode("ascii"))
+    if original_host:
+        out.append(b"X-Forwarded-Host: %s\r\n" % original_host)
+    out.append(b"X-Forwarded-Proto: %s\r\n" % scheme.encode("ascii"))
+    if add:
+        for name, value in add:
+            out.append(b"%s: %s\r\n" % (name, value))
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+_REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 504: b"Gateway Timeout"}
+
+
+def error_response(status: int, detail: str, *, keep_alive: bool = False) -> bytes:
+    """A small self-contained HTML error page, as the real agent answers for a failed upstream."""
+    reason = _REASONS.get(status, b"Error")
+    body = b"<!DOCTYPE html><html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>%s</p></body></html>\n" % (
+        status,
+        reason,
+        status,
+        reason,
+        _html_escape(detail).encode("utf-8", "replace"),
+    )
+    connection = b"keep-alive" if keep_alive else b"close"
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"Connection: %s\r\n\r\n%s" % (status, reason, len(body), connection, body)
+    )
+
+
+def _html_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@dataclass(slots=True)
+class StoredHead:
+    """The start line and header fields of a stored message, read back for the API and the UI."""
+
+    version: str = "1.1"
+    method: str = ""
+    target: str = ""
+    status: int = 0
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body_offset: int = 0
+
+
+class _HeadCollector:
+    def __init__(self, head: StoredHead) -> None:
+        self.head = head
+        self.target = b""
+        self.reason = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.target += url
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+
+def parse_stored_head(raw: bytes, *, response: bool) -> StoredHead:
+    """Parse the head of a stored message (as forwarded, so llhttp accepted it once already)."""
+    start = 0
+    if response:
+        # Interim responses (100 Continue) precede the final one in the stored bytes.
+        while raw.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"), start) and not raw.startswith(b"101", start + 9):
+            end = raw.find(b"\r\n\r\n", start)
+            if end < 0:
+                break
+            start = end + 4
+        raw = raw[start:]
+    end = raw.find(b"\r\n\r\n")
+    head = StoredHead(body_offset=start + (len(raw) if end < 0 else end + 4))
+    collector = _HeadCollector(head)
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+    parser = httptools.HttpResponseParser(collector) if response else httptools.HttpRequestParser(collector)
+    try:
+        parser.feed_data(raw[: head.body_offset - start])
+    except httptools.HttpParserUpgrade:
+        pass
+    except httptools.HttpParserError:
+        return head  # a head cut by the capture limit: show what was parsed
+    head.version = parser.get_http_version()
+    if isinstance(parser, httptools.HttpResponseParser):
+        head.status = parser.get_status_code()
+        head.reason = collector.reason.decode("latin-1")
+    else:
+        head.method = parser.get_method().decode("ascii")
+        head.target = collector.target.decode("latin-1")
+    return head

@@ -1,0 +1,111 @@
+"""TCP and TLS (passthrough) tunnels: accept, dial the local service, pipe bytes both ways.
+
+Reading on one side pauses while the other side's write buffer is full. A connection counts in the
+metrics once the local dial succeeded (go-metrics `conns`); its lifetime is recorded at close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .metrics import TunnelMetrics
+from .tunnel_spec import TunnelSpec
+
+log = logging.getLogger(__name__)
+
+DIAL_TIMEOUT = 10.0
+
+
+class _Side(asyncio.Protocol):
+    """One end of a pipe; `peer` is the other end."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.pending: list[bytes] = []
+        self.closed = False
+        self.on_close: list[object] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is None or peer.transport is None:
+            self.pending.append(data)
+        else:
+            peer.transport.write(data)
+
+    def eof_received(self) -> bool | None:
+        peer = self.peer
+        if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
+            peer.transport.write_eof()
+            return True  # keep the other direction open (half-close)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None and not self.peer.closed:
+            self.peer.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class PublicSide(_Side):
+    def __init__(self, spec: TunnelSpec, metrics: TunnelMetrics, connections: set[PublicSide]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.metrics = metrics
+        self.connections = connections
+        self.opened_ns = 0
+        self.counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.connections.add(self)
+        self.transport.pause_reading()  # type: ignore[union-attr]
+        asyncio.get_running_loop().create_task(self._dial())
+
+    async def _dial(self) -> None:
+        loop = asyncio.get_running_loop()
+        upstream = self.spec.upstream
+        try:
+            _, local = await asyncio.wait_for(loop.create_connection(_Side, upstream.host, upstream.port), DIAL_TIMEOUT)
+        except (OSError, TimeoutError) as error:
+            log.info("tunnel %s: dial %s:%d failed: %s", self.spec.name, upstream.host, upstream.port, error)
+            self.close()
+            return
+        if self.closed:
+            local.close()
+            return
+        self.peer, local.peer = local, self
+        self.opened_ns = time.perf_counter_ns()
+        self.counted = True
+        self.metrics.conn_opened()
+        for data in self.pending:
+            local.transport.write(data)  # type: ignore[union-attr]
+        self.pending.clear()
+        self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.connections.discard(self)
+        if self.counted:
+            self.counted = False
+            self.metrics.conn_closed(time.perf_counter_ns() - self.opened_ns)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

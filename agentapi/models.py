@@ -1,0 +1,70 @@
+"""What the agent stores: the running tunnels (a mirror of the engine) and the HTTP captures."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Tunnel(models.Model):
+    """A running tunnel. The engine is the truth; this row lets the API, admin and peers see it."""
+
+    name = models.CharField(max_length=200, unique=True)
+    tunnel_id = models.CharField(max_length=32, unique=True)
+    proto = models.CharField(max_length=8)
+    public_url = models.CharField(max_length=300)
+    addr = models.CharField(max_length=300)
+    inspect = models.BooleanField(default=True)
+    # The definition as given (config file or API body), for the endpoints view and restarts.
+    definition = models.JSONField(default=dict)
+    # Which agent process owns the listener (several agents may share one database).
+    agent_id = models.CharField(max_length=64, db_index=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_url} -> {self.addr})"
+
+
+class Capture(models.Model):
+    """One HTTP exchange as it crossed a tunnel.
+
+    `request_raw`/`response_raw` hold the message bytes as forwarded (head and body) up to the
+    capture limit; `*_size` is the true size on the wire, so a cut is never silent.
+    """
+
+    id = models.CharField(max_length=40, primary_key=True)  # airt_<KSUID>: sorts by time
+    tunnel_name = models.CharField(max_length=200)
+    remote_addr = models.CharField(max_length=64)
+    start = models.DateTimeField()
+    duration_ns = models.BigIntegerField(default=0)
+    method = models.CharField(max_length=32)
+    uri = models.TextField()
+    request_raw = models.BinaryField()
+    request_size = models.BigIntegerField()
+    response_raw = models.BinaryField(null=True)
+    response_size = models.BigIntegerField(null=True)
+    status_code = models.IntegerField(null=True)
+    # Bytes this row holds, for the inspect_db_size budget (kept here to avoid LENGTH() scans).
+    stored_size = models.BigIntegerField(default=0)
+    replay_of = models.CharField(max_length=40, blank=True, default="")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["tunnel_name", "-id"], name="capture_tunnel_newest"),
+            models.Index(fields=["status_code"], name="capture_status"),
+            models.Index(fields=["method"], name="capture_method"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.uri} -> {self.status_code or 'pending'}"
+
+    @property
+    def request_truncated(self) -> bool:
+        return len(self.request_raw) < self.request_size
+
+    @property
+    def response_truncated(self) -> bool:
+        return self.response_raw is not None and len(self.response_raw) < (self.response_size or 0)

@@ -1,0 +1,180 @@
+"""The running agent as the API and the command line see it: the engine plus its mirror rows.
+
+Everything here runs on the event loop. The API's sync views reach it through `async_to_sync`;
+database work goes to a thread (`sync_to_async`), never onto the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from .capture_store import OrmCaptureStore
+from .engine.capture_sink import CaptureSink
+from .engine.engine import Engine, RunningTunnel, TunnelExists, TunnelStartError
+from .engine.tunnel_spec import TunnelConfigError, TunnelSpec, parse_definition
+from .models import Capture, Tunnel
+
+log = logging.getLogger(__name__)
+
+CAPTURES_GROUP = "captures"
+TUNNELS_GROUP = "tunnels"
+
+_current: AgentRuntime | None = None
+
+
+def current_runtime() -> AgentRuntime | None:
+    return _current
+
+
+class AgentRuntime:
+    def __init__(self, *, inspect_db_size: int) -> None:
+        self.agent_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.layer = get_channel_layer()
+        self.store: OrmCaptureStore | None = None
+        sink = None
+        if inspect_db_size >= 0:
+            self.store = OrmCaptureStore(inspect_db_size or settings.AGENT_INSPECT_DB_SIZE)
+            sink = CaptureSink(self.store, self._announce_captures, max_pending=settings.AGENT_CAPTURE_QUEUE)
+        self.sink = sink
+        self.engine = Engine(
+            sink=sink,
+            capture_limit=settings.AGENT_CAPTURE_LIMIT,
+            upstream_timeout=settings.AGENT_UPSTREAM_TIMEOUT,
+        )
+
+    async def start(self) -> None:
+        global _current
+        await sync_to_async(_forget_stale_tunnels)()
+        if self.sink is not None:
+            self.sink.start()
+        self.engine.start()
+        _current = self
+
+    async def close(self) -> None:
+        """Stop every listener, then write every pending capture."""
+        global _current
+        names = [tunnel.name for tunnel in self.engine.tunnels()]
+        await self.engine.close()
+        await sync_to_async(Tunnel.objects.filter(agent_id=self.agent_id).delete)()
+        if self.sink is not None:
+            await self.sink.close()
+        for name in names:
+            log.info("stopped tunnel %s", name)
+        if _current is self:
+            _current = None
+
+    # --- tunnels ----------------------------------------------------------------------------
+    async def start_tunnel(self, definition: dict[str, Any], name: str | None = None) -> list[RunningTunnel]:
+        """Check a definition and open its listeners; the first tunnel is the one to report."""
+        name = name or definition.get("name") or await self._fresh_name(definition)
+        if not isinstance(name, str) or not name.strip():
+            raise TunnelConfigError("name must be a non-empty string")
+        specs = parse_definition(definition, name=name, public_host=settings.AGENT_PUBLIC_HOST)
+        for spec in specs:
+            if await sync_to_async(Tunnel.objects.filter(name=spec.name).exists)():
+                raise TunnelExists(f'tunnel "{spec.name}" already exists')
+        started: list[RunningTunnel] = []
+        try:
+            for spec in specs:
+                tunnel = await self.engine.start_tunnel(spec)
+                started.append(tunnel)
+                await sync_to_async(self._mirror)(tunnel)
+        except (TunnelStartError, TunnelExists):
+            for tunnel in started:
+                await self.stop_tunnel(tunnel.name)
+            raise
+        for tunnel in started:
+            await self._announce_tunnel("tunnel.started", tunnel.name)
+        return started
+
+    async def stop_tunnel(self, name: str) -> None:
+        await self.engine.stop_tunnel(name)  # KeyError: not running here
+        await sync_to_async(Tunnel.objects.filter(name=name, agent_id=self.agent_id).delete)()
+        await self._announce_tunnel("tunnel.stopped", name)
+
+    async def _fresh_name(self, definition: dict[str, Any]) -> str:
+        proto = str(definition.get("proto", "http"))
+        addr = re.sub(r"[^A-Za-z0-9.]+", "-", str(definition.get("addr", ""))).strip("-")
+        return f"{proto}-{addr}-{uuid.uuid4().hex[:8]}"
+
+    def _mirror(self, tunnel: RunningTunnel) -> None:
+        spec: TunnelSpec = tunnel.spec
+        Tunnel.objects.create(
+            name=spec.name,
+            tunnel_id=tunnel.tunnel_id,
+            proto=spec.proto,
+            public_url=tunnel.public_url,
+            addr=spec.addr,
+            inspect=spec.inspect,
+            definition=spec.definition,
+            agent_id=self.agent_id,
+        )
+
+    # --- captures ---------------------------------------------------------------------------
+    async def replay(self, capture: Capture, tunnel_name: str) -> str:
+        record = await self.engine.replay(bytes(capture.request_raw), tunnel_name, replay_of=capture.id)
+        return record.id
+
+    async def clear_captures(self) -> None:
+        await sync_to_async(_delete_all_captures)()
+        if self.store is not None:
+            self.store.forget_total()
+        await self._send(CAPTURES_GROUP, {"type": "captures.cleared"})
+
+    # --- announcements ----------------------------------------------------------------------
+    async def _announce_captures(self, message: dict[str, Any]) -> None:
+        await self._send(CAPTURES_GROUP, message)
+
+    async def _announce_tunnel(self, kind: str, name: str) -> None:
+        await self._send(TUNNELS_GROUP, {"type": kind, "name": name})
+
+    async def _send(self, group: str, message: dict[str, Any]) -> None:
+        if self.layer is None:
+            return
+        try:
+            await self.layer.group_send(group, message)
+        except Exception:  # a channel layer outage must not fail tunnel operations
+            log.exception("channel layer send failed")
+
+
+def _forget_stale_tunnels() -> None:
+    """Rows of a previous run of this agent are not running any more."""
+    stale = Tunnel.objects.exclude(agent_id__in=_live_agent_ids())
+    stale.delete()
+
+
+def _live_agent_ids() -> list[str]:
+    # Only this host's agents can be checked; a row whose process is gone is stale.
+    live = []
+    host = socket.gethostname()
+    for agent_id in Tunnel.objects.values_list("agent_id", flat=True).distinct():
+        agent_host, _, rest = agent_id.partition(":")
+        pid = rest.partition(":")[0]
+        if agent_host != host or (pid.isdigit() and _pid_alive(int(pid))):
+            live.append(agent_id)
+    return live
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is starting: its rows are from before
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _delete_all_captures() -> None:
+    Capture.objects.all().delete()

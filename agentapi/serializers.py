@@ -1,0 +1,151 @@
+"""Wire shapes of the agent API: tunnels, endpoints and captured requests, keys in ngrok's order."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+from urllib.parse import quote
+
+from rest_framework import serializers
+
+from .engine.http1 import parse_stored_head
+from .models import Capture, Tunnel
+from .runtime import current_runtime
+
+ZERO_METRICS: dict[str, dict[str, Any]] = {
+    "conns": {"count": 0, "gauge": 0, "rate1": 0, "rate5": 0, "rate15": 0, "p50": 0, "p90": 0, "p95": 0, "p99": 0},
+    "http": {"count": 0, "rate1": 0, "rate5": 0, "rate15": 0, "p50": 0, "p90": 0, "p95": 0, "p99": 0},
+}
+
+
+def path_escape(name: str) -> str:
+    """Go's url.PathEscape: everything but unreserved characters and a few sub-delims."""
+    return quote(name, safe="$&+,:;=@-._~!*'")
+
+
+def tunnel_metrics(name: str) -> dict[str, dict[str, Any]]:
+    runtime = current_runtime()
+    running = runtime.engine.tunnel(name) if runtime is not None else None
+    return running.metrics.snapshot() if running is not None else ZERO_METRICS
+
+
+class TunnelSerializer(serializers.BaseSerializer):
+    def to_representation(self, tunnel: Tunnel) -> dict[str, Any]:
+        return {
+            "name": tunnel.name,
+            "ID": tunnel.tunnel_id,
+            "uri": "/api/tunnels/" + path_escape(tunnel.name),
+            "public_url": tunnel.public_url,
+            "proto": tunnel.proto,
+            "config": {"addr": tunnel.addr, "inspect": tunnel.inspect},
+            "metrics": tunnel_metrics(tunnel.name),
+        }
+
+
+class EndpointSerializer(serializers.BaseSerializer):
+    """The 3.30+ view of the same tunnels: `url` instead of `public_url`, an upstream block."""
+
+    def to_representation(self, tunnel: Tunnel) -> dict[str, Any]:
+        definition = tunnel.definition
+        upstream = definition.get("upstream") if isinstance(definition.get("upstream"), dict) else {}
+        body: dict[str, Any] = {
+            "name": tunnel.name,
+            "uri": "/api/endpoints/" + path_escape(tunnel.name),
+            "url": tunnel.public_url,
+            "upstream": {"url": upstream.get("url") or tunnel.addr, "protocol": upstream.get("protocol") or "http1"},
+            "inspect": tunnel.inspect,
+            "traffic_policy": definition.get("traffic_policy") or "",
+            "pooling_enabled": bool(definition.get("pooling_enabled", False)),
+        }
+        if self.context.get("detail"):
+            body["metrics"] = tunnel_metrics(tunnel.name)
+        return body
+
+
+def canonical_header(name: str) -> str:
+    """Go's textproto.CanonicalMIMEHeaderKey."""
+    if not name or any(not (c.isalnum() or c == "-") or not c.isascii() for c in name):
+        return name
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def header_map(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in fields:
+        key = canonical_header(name)
+        if key == "Host":
+            continue  # Go moves Host out of the header map
+        headers.setdefault(key, []).append(value)
+    return headers
+
+
+def go_time(moment: dt.datetime) -> str:
+    text = moment.astimezone().replace(microsecond=0).isoformat()
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+_REASONS = {
+    100: "Continue",
+    101: "Switching Protocols",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class CaptureSerializer(serializers.BaseSerializer):
+    def to_representation(self, capture: Capture) -> dict[str, Any]:
+        request_raw = bytes(capture.request_raw)
+        request = parse_stored_head(request_raw, response=False)
+        response: dict[str, Any] | None = None
+        if capture.status_code is not None and capture.response_raw is not None:
+            response_raw = bytes(capture.response_raw)
+            head = parse_stored_head(response_raw, response=True)
+            status = head.status or capture.status_code
+            response = {
+                "status": f"{status} {head.reason or _REASONS.get(status, '')}".rstrip(),
+                "status_code": status,
+                "proto": f"HTTP/{head.version}",
+                "headers": header_map(head.headers),
+                "raw": base64.b64encode(response_raw).decode("ascii"),
+            }
+        return {
+            "uri": "/api/requests/http/" + capture.id,
+            "id": capture.id,
+            "tunnel_name": capture.tunnel_name,
+            "remote_addr": capture.remote_addr,
+            "start": go_time(capture.start),
+            "duration": capture.duration_ns,
+            "request": {
+                "method": capture.method,
+                "proto": f"HTTP/{request.version}",
+                "headers": header_map(request.headers),
+                "uri": capture.uri,
+                "raw": base64.b64encode(request_raw).decode("ascii"),
+            },
+            "response": response,
+        }

@@ -1,0 +1,27 @@
+"""Explicit routes: the wire format dictates the paths (no trailing slash, but accepted)."""
+
+from __future__ import annotations
+
+from django.urls import re_path
+
+from . import views
+
+_NAME = r"(?P<name>[^/]+)"
+
+tunnels = views.TunnelViewSet.as_view({"get": "list", "post": "create"})
+tunnel = views.TunnelViewSet.as_view({"get": "retrieve", "delete": "destroy"})
+endpoints = views.EndpointViewSet.as_view({"get": "list", "post": "create"})
+endpoint = views.EndpointViewSet.as_view({"get": "retrieve", "put": "update", "delete": "destroy"})
+captures = views.CaptureViewSet.as_view({"get": "list", "post": "replay", "delete": "clear"})
+capture = views.CaptureViewSet.as_view({"get": "retrieve"})
+
+urlpatterns = [
+    re_path(r"^$", views.RootView.as_view(), name="api-root"),
+    re_path(r"^tunnels/?$", tunnels, name="tunnels"),
+    re_path(rf"^tunnels/{_NAME}/?$", tunnel, name="tunnel"),
+    re_path(r"^endpoints/?$", endpoints, name="endpoints"),
+    re_path(rf"^endpoints/{_NAME}/?$", endpoint, name="endpoint"),
+    re_path(r"^requests/http/?$", captures, name="captures"),
+    re_path(r"^requests/http/(?P<id>[^/]+)/?$", capture, name="capture"),
+    re_path(r"^status/?$", views.StatusView.as_view(), name="status"),
+]

@@ -1,0 +1,177 @@
+"""Every tunable of the agent, read from the environment in this one place.
+
+Defaults give the zero-setup embedded mode: SQLite (WAL) under the data directory and the in-memory
+channel layer. `DATABASE_URL` switches to PostgreSQL, `REDIS_URL` to the Redis channel layer.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name} must be a boolean, got {raw!r}")
+
+
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+DATA_DIR = Path(env_str("AGENT_DATA_DIR", str(BASE_DIR / "data")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    if key := os.environ.get("AGENT_SECRET_KEY"):
+        return key
+    # A per-installation key kept beside the database, so sessions survive restarts without set-up.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("AGENT_DEBUG", False)
+# The Host check is done by HostAllowListMiddleware with ngrok's rules (web_allow_hosts).
+ALLOWED_HOSTS = ["*"]
+
+# --- the agent ------------------------------------------------------------------------------
+AGENT_VERSION = "3.30.0"
+# Host part of every public URL (the listeners bind to it).
+AGENT_PUBLIC_HOST = env_str("AGENT_PUBLIC_HOST", "127.0.0.1")
+# Extra hosts the web interface answers to, on top of localhost (ngrok's `web_allow_hosts`).
+AGENT_WEB_ALLOW_HOSTS = env_list("AGENT_WEB_ALLOW_HOSTS")
+# Bytes of each HTTP message (head + body) kept in a capture; the rest streams uncaptured.
+AGENT_CAPTURE_LIMIT = env_int("AGENT_CAPTURE_LIMIT", 1024 * 1024)
+# Total stored size of captures before the oldest are evicted (ngrok's `inspect_db_size`).
+AGENT_INSPECT_DB_SIZE = env_int("AGENT_INSPECT_DB_SIZE", 50 * 1000 * 1000)
+# Seconds to wait for the local service to answer before a 504.
+AGENT_UPSTREAM_TIMEOUT = env_int("AGENT_UPSTREAM_TIMEOUT", 60)
+# Captures waiting for the database before new ones are dropped (forwarding never waits).
+AGENT_CAPTURE_QUEUE = env_int("AGENT_CAPTURE_QUEUE", 20000)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "agentapi",
+]
+
+MIDDLEWARE = [
+    "agentapi.host_allow_list.HostAllowListMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+ASGI_APPLICATION = "dashboard.asgi.application"
+WSGI_APPLICATION = None
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'agent.sqlite3'}"),
+        conn_max_age=env_int("AGENT_DB_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the inspector read while the capture writer writes; IMMEDIATE avoids lock upgrades.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TZ", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["agentapi.go_json.GoJSONRenderer"],
+    # The real agent refuses non-JSON bodies (a defence against cross-site form posts).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "agentapi.errors.ngrok_exception_handler",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("AGENT_LOG_LEVEL", "WARNING")},
+}

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from agentapi import views as api_views
+
+urlpatterns = [
+    re_path(r"^api$", api_views.RootView.as_view()),
+    path("api/", include("agentapi.urls")),
+    path("admin/", admin.site.urls),
+]
