@@ -283,6 +283,7 @@ async def _serve(
         await server.shutdown()
         raise
 
+    log.line("info", "agent ready", obj="app", tunnels=len(runtime.engine.tunnels()))
     main_loop = loop.create_task(server.main_loop())
     stop_wait = loop.create_task(stop.wait())
     await asyncio.wait([main_loop, stop_wait], return_when=asyncio.FIRST_COMPLETED)
