@@ -26,7 +26,7 @@ class _Side(asyncio.Protocol):
         self.peer: _Side | None = None
         self.pending: list[bytes] = []
         self.closed = False
-        self.on_close: list[object] = []
+        self.got_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -39,11 +39,12 @@ class _Side(asyncio.Protocol):
             peer.transport.write(data)
 
     def eof_received(self) -> bool | None:
+        self.got_eof = True
         peer = self.peer
-        if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
-            peer.transport.write_eof()
-            return True  # keep the other direction open (half-close)
-        return None
+        if peer is None or peer.transport is None or peer.got_eof or not peer.transport.can_write_eof():
+            return None  # both directions are done: close
+        peer.transport.write_eof()
+        return True  # keep the other direction open (half-close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -1,0 +1,75 @@
+"""TCP tunnels: bytes piped both ways, connections counted."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.agent_process import AgentProcess
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def connect(public_url: str) -> socket.socket:
+    host, port = public_url.removeprefix("tcp://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_bytes_flow_both_ways_and_connections_are_counted(agent: AgentProcess, echo_port: int) -> None:
+    tunnel = agent.start_tunnel(name="echo", proto="tcp", addr=str(echo_port))
+    assert tunnel["public_url"].startswith("tcp://127.0.0.1:")
+    assert tunnel["config"] == {"addr": f"localhost:{echo_port}", "inspect": False}
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    with connect(tunnel["public_url"]) as sock:
+        sender = threading.Thread(target=sock.sendall, args=(payload,))
+        sender.start()
+        received = bytearray()
+        while len(received) < len(payload):
+            received += sock.recv(65536)
+        sender.join()
+        metrics = agent.api("GET", "/api/tunnels/echo").json()["metrics"]
+        assert metrics["conns"]["gauge"] == 1
+    assert bytes(received) == payload
+    deadline = time.monotonic() + 5
+    while agent.api("GET", "/api/tunnels/echo").json()["metrics"]["conns"]["gauge"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    metrics = agent.api("GET", "/api/tunnels/echo").json()["metrics"]
+    assert metrics["conns"]["count"] == 1
+    assert metrics["conns"]["gauge"] == 0
+    assert metrics["conns"]["p50"] > 0  # the lifetime, in ns
+
+
+def test_a_refused_local_service_closes_the_public_connection(agent: AgentProcess) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    tunnel = agent.start_tunnel(name="dead", proto="tcp", addr=str(dead_port))
+    with connect(tunnel["public_url"]) as sock:
+        assert sock.recv(10) == b""
+    assert agent.api("GET", "/api/tunnels/dead").json()["metrics"]["conns"]["count"] == 0
+
+
+def test_stopping_a_tunnel_closes_its_listener(agent: AgentProcess, echo_port: int) -> None:
+    tunnel = agent.start_tunnel(name="gone", proto="tcp", addr=str(echo_port))
+    assert agent.api("DELETE", "/api/tunnels/gone").status_code == 204
+    with pytest.raises(ConnectionRefusedError):
+        connect(tunnel["public_url"]).close()

@@ -1,0 +1,145 @@
+"""The HTTP/1 protocol core, fed bytes directly (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentapi.engine.http1 import (
+    MAX_HEAD_BYTES,
+    Body,
+    ProtocolError,
+    RequestEnd,
+    RequestHead,
+    RequestParser,
+    ResponseParser,
+    Upgrade,
+    error_response,
+    forwarded_head,
+    parse_stored_head,
+)
+
+
+def feed_bytewise(parser: RequestParser, data: bytes) -> list:
+    events = []
+    for index in range(len(data)):
+        events += parser.feed(data[index : index + 1])
+    return events
+
+
+def test_it_parses_a_request_split_at_every_byte() -> None:
+    events = feed_bytewise(RequestParser(), b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    head = events[0]
+    assert isinstance(head, RequestHead)
+    assert (head.method, head.target, head.version) == (b"POST", b"/a?b=1", "1.1")
+    assert head.headers == [(b"Host", b"x"), (b"Content-Length", b"3")]
+    assert b"".join(e.data for e in events if isinstance(e, Body)) == b"abc"
+    assert isinstance(events[-1], RequestEnd)
+
+
+def test_chunked_bodies_come_out_dechunked() -> None:
+    events = RequestParser().feed(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    assert events[0].chunked
+    assert b"".join(e.data for e in events if isinstance(e, Body)) == b"abcde"
+
+
+def test_pipelined_requests_come_out_in_order() -> None:
+    events = RequestParser().feed(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+    assert [e.target for e in events if isinstance(e, RequestHead)] == [b"/1", b"/2"]
+
+
+def test_an_upgrade_hands_over_the_bytes_after_the_head() -> None:
+    parser = RequestParser()
+    events = parser.feed(b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00")
+    assert events[0].upgrade
+    assert isinstance(events[-1], Upgrade)
+    assert events[-1].rest == b"\x81\x00"
+    assert parser.feed(b"more") == [Upgrade(b"more")]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"NOT HTTP\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"\x16\x03\x01\x00"],
+)
+def test_garbage_is_a_400(garbage: bytes) -> None:
+    with pytest.raises(ProtocolError) as error:
+        RequestParser().feed(garbage)
+    assert error.value.status == 400
+
+
+def test_an_oversized_head_is_a_431() -> None:
+    with pytest.raises(ProtocolError) as error:
+        RequestParser().feed(b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n")
+    assert error.value.status == 431
+
+
+def test_forwarded_head_adds_x_forwarded_and_drops_hop_by_hop_fields() -> None:
+    [head, _] = RequestParser().feed(
+        b"GET /p HTTP/1.1\r\nHost: pub:1\r\nKeep-Alive: 5\r\nX-Forwarded-For: spoofed\r\nAccept: */*\r\n\r\n"
+    )
+    out = forwarded_head(head, client_ip="10.0.0.7", scheme="http", host_header=None)
+    assert out == (
+        b"GET /p HTTP/1.1\r\nHost: pub:1\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.7\r\n"
+        b"X-Forwarded-Host: pub:1\r\nX-Forwarded-Proto: http\r\n\r\n"
+    )
+
+
+def test_forwarded_head_rewrites_host_and_applies_header_rules() -> None:
+    [head, _] = RequestParser().feed(b"GET / HTTP/1.1\r\nHost: pub\r\nCookie: a\r\n\r\n")
+    out = forwarded_head(
+        head,
+        client_ip="1.2.3.4",
+        scheme="http",
+        host_header=b"localhost:8080",
+        remove=frozenset({b"cookie"}),
+        add=[(b"X-Env", b"dev")],
+    )
+    assert b"Host: localhost:8080\r\n" in out
+    assert b"Cookie" not in out
+    assert out.endswith(b"X-Env: dev\r\n\r\n")
+
+
+def test_response_parser_finds_the_end_of_each_response() -> None:
+    parser = ResponseParser()
+    progress = parser.feed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    assert progress.head_done and not progress.done
+    assert parser.status == 200
+    assert parser.feed(b"ok").done
+
+
+def test_a_head_response_ends_after_its_head() -> None:
+    parser = ResponseParser()
+    parser.expect_head = True
+    assert parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n").done
+    parser.expect_head = False
+    assert parser.feed(b"HTTP/1.1 204 No Content\r\n\r\n").done
+
+
+def test_a_close_delimited_response_ends_at_eof() -> None:
+    parser = ResponseParser()
+    progress = parser.feed(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody")
+    assert progress.head_done and not progress.done
+    assert parser.eof()
+
+
+def test_a_malformed_response_is_a_502() -> None:
+    with pytest.raises(ProtocolError) as error:
+        ResponseParser().feed(b"NONSENSE\r\n\r\n")
+    assert error.value.status == 502
+
+
+def test_error_pages_escape_the_detail() -> None:
+    page = error_response(502, "<script>")
+    assert page.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert b"&lt;script&gt;" in page
+    assert b"Connection: close" in page
+
+
+def test_stored_heads_parse_back_skipping_interim_responses() -> None:
+    head = parse_stored_head(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Nope\r\nA: 1\r\nA: 2\r\n\r\nbody", response=True
+    )
+    assert (head.status, head.reason, head.headers) == (404, "Nope", [("A", "1"), ("A", "2")])
+    request = parse_stored_head(b"DELETE /x?y HTTP/1.0\r\nHost: h\r\n\r\n", response=False)
+    assert (request.method, request.target, request.version) == ("DELETE", "/x?y", "1.0")
