@@ -23,7 +23,9 @@ class AgentProcess:
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.args = list(args)
-        self.env = {**os.environ, "AGENT_DATA_DIR": str(data_dir), **(env or {})}
+        inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        # Each agent gets its own SQLite and in-memory layer unless a test asks for the services.
+        self.env = {**inherited, "AGENT_DATA_DIR": str(data_dir), **(env or {})}
         self.lines: list[str] = []
         self.public_urls: dict[str, str] = {}
         self.api_url = ""

@@ -1,0 +1,39 @@
+# Entry points: `make run` (the agent), `make test` (the whole suite), `make lint`, `make bench`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: run test lint format bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The agent with its embedded defaults (SQLite, in-memory channel layer): make run ARGS="http 8080"
+run: $(VENV)/.runtime
+	$(PY) -u manage.py agent $(ARGS)
+
+test: $(VENV)/.dev
+	scripts/ensure-test-deps
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+format: $(VENV)/.dev
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(VENV)/.dev
+	$(PY) bench/proxy_bench.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache tests/compat/node_modules
