@@ -97,6 +97,7 @@ class UpstreamPool:
         while self._idle:
             _, upstream = self._idle.pop()
             if not upstream.closed:
+                upstream.reused = True
                 return upstream
         return None
 
@@ -146,12 +147,15 @@ class Exchange:
 
     __slots__ = (
         "answered_locally",
+        "body_sent",
         "buffered",
+        "forwarded",
         "head",
         "head_sent",
         "record",
         "request_done",
         "response_started",
+        "retried",
         "started_ns",
         "timeout",
         "upstream",
@@ -168,6 +172,9 @@ class Exchange:
         self.response_started = False
         self.answered_locally = False
         self.timeout: asyncio.TimerHandle | None = None
+        self.forwarded = b""
+        self.body_sent = False
+        self.retried = False
 
 
 class ClientConnection(asyncio.Protocol):
@@ -281,6 +288,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _send(self, exchange: Exchange, payload: bytes) -> None:
         if exchange.upstream is not None and exchange.head_sent:
+            exchange.body_sent = True
             exchange.upstream.write(payload)
         else:
             exchange.buffered.append(payload)
@@ -325,6 +333,7 @@ class ClientConnection(asyncio.Protocol):
             remove=spec.request_header_remove,
             add=list(spec.request_header_add),
         )
+        exchange.forwarded = head
         if exchange.record is not None:
             exchange.record.add_request(head)
             ctx.sink.record(exchange.record)  # type: ignore[union-attr]
@@ -354,9 +363,11 @@ class ClientConnection(asyncio.Protocol):
         upstream.begin(self, exchange)
         upstream.write(head)
         exchange.head_sent = True
-        for payload in exchange.buffered:
-            upstream.write(payload)
-        exchange.buffered = []
+        if exchange.buffered:
+            exchange.body_sent = True
+            for payload in exchange.buffered:
+                upstream.write(payload)
+            exchange.buffered = []
         loop = asyncio.get_running_loop()
         exchange.timeout = loop.call_later(self.ctx.upstream_timeout, self._response_timed_out, exchange)
         self._resume(_PAUSE_WAITING)
@@ -403,7 +414,18 @@ class ClientConnection(asyncio.Protocol):
         if exchange.timeout is not None:
             exchange.timeout.cancel()
 
-    def upstream_lost(self, exchange: Exchange, error: Exception | None) -> None:
+    def upstream_lost(self, upstream: UpstreamConnection, exchange: Exchange, error: Exception | None) -> None:
+        if self._may_retry(upstream, exchange):
+            # A pooled connection the local service closed as we reused it (keep-alive race):
+            # nothing was answered and nothing but the head was sent, so sending again is safe.
+            exchange.retried = True
+            exchange.upstream = None
+            exchange.head_sent = False
+            if exchange.timeout is not None:
+                exchange.timeout.cancel()
+            self._pause(_PAUSE_WAITING)
+            asyncio.get_running_loop().create_task(self._connect(exchange, exchange.forwarded))
+            return
         if self.upgraded or not exchange.response_started:
             if self.upgraded and exchange.response_started:
                 self._close()
@@ -416,6 +438,18 @@ class ClientConnection(asyncio.Protocol):
             # Already forwarding a response whose end we did not see: only closing says so.
             self._complete_record(exchange)
             self._close()
+
+    def _may_retry(self, upstream: UpstreamConnection, exchange: Exchange) -> bool:
+        return (
+            upstream.reused
+            and not exchange.retried
+            and not exchange.response_started
+            and not exchange.body_sent
+            and exchange.request_done
+            and not self.upgraded
+            and exchange is self.current
+            and not self.closed
+        )
 
     def upstream_malformed(self, exchange: Exchange, detail: str) -> None:
         upstream = exchange.upstream
@@ -559,6 +593,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.piping = False
         self.closed = False
+        self.reused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -622,7 +657,7 @@ class UpstreamConnection(asyncio.Protocol):
             # A response framed by the connection's end: this close is its end.
             client.response_done(exchange, keep_alive=False, upstream_reusable=False)
             return
-        client.upstream_lost(exchange, exc)
+        client.upstream_lost(self, exchange, exc)
 
     def pause_writing(self) -> None:
         if self.client is not None:

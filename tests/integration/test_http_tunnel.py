@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -209,3 +210,36 @@ def test_replay_sends_the_stored_request_again_and_records_it(agent, upstream: U
     assert replayed["id"] > original["id"]
     assert replayed["response"]["status_code"] == 200
     assert base64.b64decode(replayed["request"]["raw"]) == base64.b64decode(original["request"]["raw"])
+
+
+def test_a_request_on_a_pooled_connection_the_upstream_dropped_is_retried_once(agent) -> None:
+    """Keep-alive race: the local service closes an idle connection as the agent reuses it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    served: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                # Answer one request, then drop the connection when the next one arrives.
+                for answered in (True, False):
+                    data = connection.recv(65536)
+                    if not data:
+                        break
+                    served.append(data.split(b"\r\n", 1)[0])
+                    if answered:
+                        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        tunnel = agent.start_tunnel(name="flaky", proto="http", addr=str(listener.getsockname()[1]))
+        with requests.Session() as session:
+            for _ in range(3):
+                response = session.get(tunnel["public_url"] + "/again", timeout=10)
+                assert (response.status_code, response.content) == (200, b"ok")
+    finally:
+        listener.close()
+    assert len(served) >= 4  # every retry was a real second attempt
