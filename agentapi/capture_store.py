@@ -41,11 +41,30 @@ class OrmCaptureStore:
         growth = 0
         with transaction.atomic():
             if new:
-                Capture.objects.bulk_create([_model(row) for row in new], batch_size=500)
+                self._insert(new)
                 growth += sum(row["stored_size"] for row in new)
             if changed:
                 growth += self._update(changed)
         return self._evict(growth) if self.budget > 0 else []
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        # One executemany instead of bulk_create: building model instances cost ~40 us a row,
+        # which at proxy rates is most of the agent's CPU.
+        table = connection.ops.quote_name(Capture._meta.db_table)
+        columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
+        placeholders = ", ".join(["%s"] * len(_COLUMNS))
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+                [
+                    [
+                        adapt(dt.datetime.fromtimestamp(row["start"], tz=dt.UTC)) if c == "start" else row[c]
+                        for c in _COLUMNS
+                    ]
+                    for row in rows
+                ],
+            )
 
     def _update(self, rows: list[dict[str, Any]]) -> int:
         table = connection.ops.quote_name(Capture._meta.db_table)
@@ -102,20 +121,19 @@ class OrmCaptureStore:
         self._total = None
 
 
-def _model(row: dict[str, Any]) -> Capture:
-    return Capture(
-        id=row["id"],
-        tunnel_name=row["tunnel_name"],
-        remote_addr=row["remote_addr"],
-        start=dt.datetime.fromtimestamp(row["start"], tz=dt.UTC),
-        duration_ns=row["duration_ns"],
-        method=row["method"],
-        uri=row["uri"],
-        request_raw=row["request_raw"],
-        request_size=row["request_size"],
-        response_raw=row["response_raw"],
-        response_size=row["response_size"],
-        status_code=row["status_code"],
-        stored_size=row["stored_size"],
-        replay_of=row["replay_of"],
-    )
+_COLUMNS = (
+    "id",
+    "tunnel_name",
+    "remote_addr",
+    "start",
+    "duration_ns",
+    "method",
+    "uri",
+    "request_raw",
+    "request_size",
+    "response_raw",
+    "response_size",
+    "status_code",
+    "stored_size",
+    "replay_of",
+)

@@ -12,32 +12,37 @@ import time
 
 KSUID_EPOCH = 1_400_000_000
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_PAYLOAD_MAX = (1 << 128) - 1
 
 
 class CaptureIdFactory:
-    __slots__ = ("_payload", "_random", "_second")
+    __slots__ = ("_digits", "_random", "_second")
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._second = -1
-        self._payload = 0
+        self._digits: list[int] = []
         self._random = rng or random.Random()
 
     def new(self, now: float | None = None) -> str:
         second = int(time.time() if now is None else now) - KSUID_EPOCH
         if second > self._second:
             self._second = second
-            # Leave headroom so counting up within the second never overflows the payload.
-            self._payload = self._random.getrandbits(127)
+            # Leave headroom so counting up within the second never reaches the timestamp bits.
+            self._digits = _base62_digits((second << 128) | self._random.getrandbits(127))
         else:
-            second = self._second
-            self._payload = (self._payload + 1) & _PAYLOAD_MAX
-        return "airt_" + _base62((second << 128) | self._payload)
+            _increment(self._digits)  # one more than the previous id, without big-number division
+        return "airt_" + "".join([_ALPHABET[d] for d in self._digits])
 
 
-def _base62(number: int) -> str:
-    digits = []
-    while number:
-        number, rest = divmod(number, 62)
-        digits.append(_ALPHABET[rest])
-    return "".join(reversed(digits)).rjust(27, "0")
+def _base62_digits(number: int) -> list[int]:
+    digits = [0] * 27
+    for index in range(26, -1, -1):
+        number, digits[index] = divmod(number, 62)
+    return digits
+
+
+def _increment(digits: list[int]) -> None:
+    index = len(digits) - 1
+    while digits[index] == 61:
+        digits[index] = 0
+        index -= 1
+    digits[index] += 1
