@@ -44,6 +44,8 @@ class CaptureSink:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-writer")
         self._task: asyncio.Task[None] | None = None
+        # One flush at a time: a record's `saved` flag must be set before it is snapshot again.
+        self._flushing = asyncio.Lock()
         self.dropped = 0
 
     def start(self) -> None:
@@ -65,6 +67,10 @@ class CaptureSink:
         record.waiters.append(future)
         self.record(record)
         await future
+
+    async def flush(self) -> None:
+        """Store what is pending now (the API lists right after a request and expects to see it)."""
+        await self._flush()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -89,6 +95,10 @@ class CaptureSink:
                 log.exception("storing captures failed")
 
     async def _flush(self) -> None:
+        async with self._flushing:
+            await self._flush_batch()
+
+    async def _flush_batch(self) -> None:
         batch, self._dirty = self._dirty, {}
         if not batch:
             return

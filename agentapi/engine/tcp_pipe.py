@@ -16,6 +16,7 @@ from .tunnel_spec import TunnelSpec
 log = logging.getLogger(__name__)
 
 DIAL_TIMEOUT = 10.0
+_PENDING_LIMIT = 256 * 1024
 
 
 class _Side(asyncio.Protocol):
@@ -34,13 +35,18 @@ class _Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is None or peer.transport is None:
+            # Before the local dial completes (uvloop ignores pause_reading in connection_made).
             self.pending.append(data)
+            if self.transport is not None and sum(map(len, self.pending)) > _PENDING_LIMIT:
+                self.transport.pause_reading()
         else:
             peer.transport.write(data)
 
     def eof_received(self) -> bool | None:
         self.got_eof = True
         peer = self.peer
+        if peer is None and not self.closed:
+            return True  # still dialling: the EOF is passed on once the local side is there
         if peer is None or peer.transport is None or peer.got_eof or not peer.transport.can_write_eof():
             return None  # both directions are done: close
         peer.transport.write_eof()
@@ -76,7 +82,6 @@ class PublicSide(_Side):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.connections.add(self)
-        self.transport.pause_reading()  # type: ignore[union-attr]
         asyncio.get_running_loop().create_task(self._dial())
 
     async def _dial(self) -> None:
@@ -98,7 +103,10 @@ class PublicSide(_Side):
         for data in self.pending:
             local.transport.write(data)  # type: ignore[union-attr]
         self.pending.clear()
-        self.transport.resume_reading()  # type: ignore[union-attr]
+        if self.got_eof and local.transport is not None and local.transport.can_write_eof():
+            local.transport.write_eof()
+        else:
+            self.transport.resume_reading()  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -89,7 +89,7 @@ def normalise_addr(proto: str, addr: Any) -> str:
     if "://" in text:
         _split_url(text)  # validates
         return text
-    if text.isdigit():
+    if text.lstrip("+-").isdigit():  # a bare port; a JSON number arrives as int (npm sends one)
         host, port = "localhost", int(text)
     else:
         host, port = _split_host_port(text, default_port=80 if proto == "http" else None)

@@ -73,3 +73,15 @@ def test_stopping_a_tunnel_closes_its_listener(agent: AgentProcess, echo_port: i
     assert agent.api("DELETE", "/api/tunnels/gone").status_code == 204
     with pytest.raises(ConnectionRefusedError):
         connect(tunnel["public_url"]).close()
+
+
+def test_bytes_sent_and_half_closed_before_the_dial_completes_arrive(agent: AgentProcess, echo_port: int) -> None:
+    tunnel = agent.start_tunnel(name="quick", proto="tcp", addr=str(echo_port))
+    for _ in range(5):
+        with connect(tunnel["public_url"]) as sock:
+            sock.sendall(b"ping")
+            sock.shutdown(socket.SHUT_WR)  # like `echo ping | nc host port`
+            received = b""
+            while data := sock.recv(100):
+                received += data
+        assert received == b"ping"
