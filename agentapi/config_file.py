@@ -67,6 +67,8 @@ def load_config(paths: list[Path]) -> AgentConfig:
     for path in paths:
         try:
             text = path.read_text()
+        except FileNotFoundError:
+            raise ConfigFileError(f"config file {path} does not exist (create it, or leave out --config)") from None
         except OSError as error:
             raise ConfigFileError(f"cannot read config file {path}: {error.strerror or error}") from None
         try:

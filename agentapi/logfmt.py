@@ -22,8 +22,11 @@ _LEVELS = {
 
 def _value(value: Any) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\t\n'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    # Quote more than logfmt needs: pyngrok splits each line with shlex, where an unquoted `'` or
+    # `\` (`name=it's`) breaks or changes the whole line.
+    if text == "" or any(c in text for c in " \"='\\") or not text.isprintable():
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+        return '"' + escaped.replace("\t", "\\t") + '"'
     return text
 
 

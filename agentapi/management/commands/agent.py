@@ -5,10 +5,13 @@
     agent tcp 5432 | agent tls 443
     agent start NAME... | --all | --none   tunnels from --config files
     agent version | --version
+    agent authtoken TOKEN | config add-authtoken TOKEN | config add-api-key KEY   accepted, not needed
+    agent config check             validate the --config files
 
 One asyncio loop runs uvicorn (API, inspector, admin) and every tunnel. With `--log stdout` the
 agent writes ngrok's logfmt lines, which is what pyngrok and npm `ngrok` wait for; without it,
-a short human banner.
+a short human banner. A start-up failure is logged (`lvl=eror ... err=`) and also written to
+stderr, exit status 1.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agentapi.config_file import AgentConfig, ConfigFileError, load_config
 from agentapi.definitions import endpoint_definition
@@ -95,7 +98,9 @@ class Command(BaseCommand):
         authtoken = subs.add_parser("authtoken", help="accepted for npm ngrok; tokens are not needed")
         _common_options(authtoken, sub=True)
         authtoken.add_argument("token")
-        config = subs.add_parser("config", help="accepted for pyngrok; tokens are not needed")
+        config = subs.add_parser(
+            "config", help="add-authtoken TOKEN | add-api-key KEY (accepted, not needed) | check (validate)"
+        )
         _common_options(config, sub=True)
         config.add_argument("what", nargs="*")
 
@@ -105,8 +110,7 @@ class Command(BaseCommand):
             self.stdout.write(self.get_version())
             return
         if action in ("authtoken", "config"):
-            # The agent needs no account; say what the clients expect to read and stop.
-            self.stdout.write("Authtoken saved to configuration file (ignored: this agent needs no account).")
+            self._config_command(action, options)
             return
         log_target = options.get("log")
         stream = {"stdout": sys.stdout, "stderr": sys.stderr}.get(log_target or "")
@@ -118,7 +122,7 @@ class Command(BaseCommand):
                 log = AgentLog(stream, config.log_format or "logfmt")
             tunnels = _requested_tunnels(action, options, config)
         except (ConfigFileError, AgentError) as error:
-            _fail(log, str(error), console=stream is None)
+            _fail(log, str(error))
         if config.ignored or any(options.get(k) for k in ("authtoken", "region", "api_key")):
             ignored = sorted(set(config.ignored) | {k for k in ("authtoken", "region", "api_key") if options.get(k)})
             log.line("info", "ignoring cloud-only settings", obj="config", keys=",".join(ignored))
@@ -132,7 +136,33 @@ class Command(BaseCommand):
         try:
             asyncio.run(_serve(options, config, tunnels, log), debug=False)
         except AgentError as error:
-            _fail(log, str(error), console=stream is None)
+            _fail(log, str(error))
+
+    def _config_command(self, action: str, options: dict[str, Any]) -> None:
+        """`authtoken TOKEN` (2.x, npm ngrok) and `config add-authtoken|add-api-key|check` (3.x, pyngrok).
+
+        The agent needs no account, so tokens and keys are accepted and not written anywhere; the
+        clients only read the confirmation (pyngrok looks for "Authtoken saved" / "API key saved").
+        """
+        paths = [Path(p) for p in options.get("config") or []] or _default_config()
+        what = ["add-authtoken", options["token"]] if action == "authtoken" else list(options.get("what") or [])
+        sub, args = (what[0], what[1:]) if what else ("", [])
+        if sub in ("add-authtoken", "add-api-key") and len(args) == 1:
+            thing = "Authtoken" if sub == "add-authtoken" else "API key"
+            self.stdout.write(f"{thing} saved to configuration file (ignored: this agent needs no account).")
+        elif sub == "check" and not args:
+            try:
+                load_config(paths)
+            except ConfigFileError as error:
+                raise CommandError(str(error), returncode=1) from None
+            where = ", ".join(str(p) for p in paths) or "(none: defaults)"
+            self.stdout.write(f"Valid configuration file at {where}")
+        else:
+            raise CommandError(
+                f"unsupported: {action} {' '.join(what)}".rstrip()
+                + " (this agent knows: config add-authtoken TOKEN, config add-api-key KEY, config check)",
+                returncode=1,
+            )
 
 
 def _default_config() -> list[Path]:
@@ -186,12 +216,18 @@ def _route_logging(log: AgentLog, level: str) -> None:
         logger.propagate = False
 
 
-def _fail(log: AgentLog, err: str, *, console: bool) -> None:
-    if console:
-        sys.stderr.write(f"ERROR: {err}\n")
-    else:
-        log.line("eror", "agent failed to start", obj="agent", err=err)
-        # pyngrok reads the error only if the process is still alive when it reads the line.
+def _fail(log: AgentLog, err: str) -> None:
+    """Report a start-up failure in the log (pyngrok reads `lvl=eror ... err=`) and on stderr.
+
+    The stderr line is what npm `ngrok` waits for: it rejects on any stderr output, but a process
+    that exits after logging only to stdout leaves its `connect()` pending forever.
+    """
+    log.line("eror", "agent failed to start", obj="agent", err=err)
+    if log.stream is not sys.stderr:
+        sys.stderr.write(f"ERROR:  {err}\n")
+        sys.stderr.flush()
+    if log.stream is not None:
+        # pyngrok handles one line per check of the process, and stops reading once it has exited.
         time.sleep(0.5)
     raise SystemExit(1)
 
@@ -218,7 +254,11 @@ def _bind_web(web_addr: str | None) -> socket.socket:
         sock.listen(1024)
         sock.setblocking(False)
         return sock
-    raise AgentError(f"failed to start the web service on {host}:{port}: {last_error and last_error.strerror}")
+    # Go's wording (`listen tcp 127.0.0.1:4040: bind: address already in use`), which npm `ngrok`
+    # matches to tell a busy port from other failures.
+    reason = (last_error.strerror or str(last_error)) if last_error else "unknown error"
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    raise AgentError(f"failed to start the web service: listen tcp {shown}: bind: {reason.lower()}")
 
 
 async def _serve(
