@@ -19,7 +19,7 @@ from django.conf import settings
 
 from .capture_store import OrmCaptureStore
 from .engine.capture_sink import CaptureSink
-from .engine.engine import Engine, RunningTunnel, TunnelExists, TunnelStartError
+from .engine.engine import Engine, RunningTunnel, TunnelExists
 from .engine.tunnel_spec import TunnelConfigError, TunnelSpec, parse_definition
 from .models import Capture, Tunnel
 
@@ -88,9 +88,11 @@ class AgentRuntime:
                 tunnel = await self.engine.start_tunnel(spec)
                 started.append(tunnel)
                 await sync_to_async(self._mirror)(tunnel)
-        except (TunnelStartError, TunnelExists):
+        except BaseException:
+            # Whatever failed (listener, database), leave no listener running without its row.
             for tunnel in started:
-                await self.stop_tunnel(tunnel.name)
+                await self.engine.stop_tunnel(tunnel.name)
+                await sync_to_async(Tunnel.objects.filter(name=tunnel.name, agent_id=self.agent_id).delete)()
             raise
         for tunnel in started:
             await self._announce_tunnel("tunnel.started", tunnel.name)

@@ -13,7 +13,8 @@ Rules this module holds (the socket layer in http_proxy.py relies on them):
   Continue) are reported as `interim` and the final one follows. A response to HEAD has no body
   whatever its headers say, which llhttp cannot know, so the caller says so (`expect_head`).
 - A response without Content-Length or chunked framing ends when the upstream closes: the caller
-  reports that with `eof()`.
+  reports that with `eof()`. Bytes after the end of a response in the same read (a body sent after
+  a 204, say) are reported as `trailing`: the connection is then not reused.
 """
 
 from __future__ import annotations
@@ -166,6 +167,13 @@ class ResponseProgress:
     done: bool = False
     keep_alive: bool = True
     upgraded: bool = False
+    # Bytes followed the end of the response in the same read (e.g. a body after a 204): they
+    # belong to no request, so the connection must not be reused.
+    trailing: bool = False
+
+
+class _TrailingBytes(Exception):
+    pass
 
 
 class ResponseParser:
@@ -188,7 +196,16 @@ class ResponseParser:
         except httptools.HttpParserUpgrade:
             progress.upgraded = True
             progress.done = True
+        except httptools.HttpParserCallbackError as error:
+            if not isinstance(error.__context__, _TrailingBytes):
+                raise ProtocolError(502, f"malformed response from upstream: {error.__context__}") from None
+            progress.trailing = True
+            progress.keep_alive = False
         except httptools.HttpParserError as error:
+            if progress.done:  # garbage after a complete response: same as trailing bytes
+                progress.trailing = True
+                progress.keep_alive = False
+                return progress
             raise ProtocolError(502, f"malformed response from upstream: {_llhttp_reason(error)}") from None
         if progress.done and self.expect_head:
             # llhttp still waits for a body that a HEAD response never has: start afresh.
@@ -200,6 +217,8 @@ class ResponseParser:
         return self.status != 0 and not self._progress.done
 
     def on_message_begin(self) -> None:
+        if self._progress.done:
+            raise _TrailingBytes
         self.reason = b""
         self.headers = []
 

@@ -10,7 +10,8 @@ Rules (ngrok's, see spec/wire-details.md; ours where marked):
   http: `url`, `hostname` or `domain` of the form [scheme://]host:port asks for that host and port;
   `subdomain` is recorded but has no local meaning. tcp/tls: `remote_addr` host:port likewise.
 - 2.x spellings: `auth` = `basic_auth`; `bind_tls` true -> https, false -> http, "both" -> both.
-  Both schemes give two tunnels: NAME (https) and "NAME (http)".
+  Both schemes give two tunnels: NAME (https) and "NAME (http)". Until the engine serves TLS on the
+  public side, any definition asking for https is refused (400) rather than silently served as http.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and status not in (204, 304):
             self.wfile.write(body)
 
     def _websocket(self) -> None:
@@ -125,7 +125,7 @@ def start_upstream() -> Upstream:
     server.daemon_threads = True
     upstream = Upstream(server)
     handler.upstream = upstream
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return upstream
 
 

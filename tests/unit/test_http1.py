@@ -143,3 +143,10 @@ def test_stored_heads_parse_back_skipping_interim_responses() -> None:
     assert (head.status, head.reason, head.headers) == (404, "Nope", [("A", "1"), ("A", "2")])
     request = parse_stored_head(b"DELETE /x?y HTTP/1.0\r\nHost: h\r\n\r\n", response=False)
     assert (request.method, request.target, request.version) == ("DELETE", "/x?y", "1.0")
+
+
+def test_bytes_after_a_bodiless_response_end_it_without_reuse() -> None:
+    progress = ResponseParser().feed(b"HTTP/1.1 204 No Content\r\n\r\nstray body")
+    assert progress.done
+    assert progress.trailing
+    assert not progress.keep_alive
