@@ -8,6 +8,7 @@ options npm `ngrok` sends along in the same object) and the 3.30+ endpoints reso
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from .engine.tunnel_spec import TunnelConfigError
@@ -36,9 +37,26 @@ _ENDPOINT_KEYS = frozenset(
 )
 
 
+# JSON may spell a lone UTF-16 surrogate (`"\ud800"`); Go's decoder turns it into U+FFFD, and so
+# do we, before such a string reaches a name, the database or a log line.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def decoded_like_go(value: Any) -> Any:
+    """A parsed JSON body with every lone surrogate replaced by U+FFFD, as Go's decoder does."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {decoded_like_go(key): decoded_like_go(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decoded_like_go(item) for item in value]
+    return value
+
+
 def tunnel_definition(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise TunnelConfigError("the request body must be a JSON object")
+    body = decoded_like_go(body)
     ignored = sorted(CLIENT_OPTION_KEYS & body.keys())
     if ignored:
         log.info("ignoring client-side and cloud-only options: %s", ", ".join(ignored))

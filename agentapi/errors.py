@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from . import go_json
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,27 @@ class RequestNotFound(NotFound):
         self.msg = f'request "{request_id}" not found'
 
 
+class ResourceNotFound(NotFound):
+    msg = "not found"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no API resource at {path}")
+
+
+class NotJSON(AgentAPIError):
+    """A body that is not JSON: refused before anything is done (a cross-site form cannot send JSON)."""
+
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    error_code = 100
+    msg = "request bodies must be JSON"
+
+    def __init__(self, content_type: str) -> None:
+        if content_type:
+            super().__init__(f'Content-Type "{content_type}" is not accepted; send application/json')
+        else:
+            super().__init__("a request body needs Content-Type: application/json")
+
+
 class BadRequest(AgentAPIError):
     status_code = status.HTTP_400_BAD_REQUEST
     error_code = 100
@@ -74,13 +98,13 @@ def error_body(status_code: int, error_code: int, msg: str, err: str) -> dict[st
 
 
 def ngrok_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        request = context.get("request")
+        exc = NotJSON(request.content_type if request is not None else "")
     if isinstance(exc, AgentAPIError):
         code, error_code, msg, err = exc.status_code, exc.error_code, exc.msg, exc.err
     elif isinstance(exc, Http404):
         code, error_code, msg, err = 404, 100, "not found", str(exc) or "not found"
-    elif isinstance(exc, exceptions.UnsupportedMediaType):
-        code, error_code, msg = 415, 100, "request bodies must be JSON"
-        err = f"Content-Type {exc.detail!s}; send application/json"
     elif isinstance(exc, exceptions.ParseError):
         code, error_code, msg, err = 400, 100, "invalid JSON body", str(exc.detail)
     elif isinstance(exc, exceptions.MethodNotAllowed):
@@ -94,3 +118,17 @@ def ngrok_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
     if isinstance(exc, exceptions.MethodNotAllowed):
         response["Allow"] = ", ".join(context["view"].allowed_methods) if context.get("view") else ""
     return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's handler500: the error shape under /api, Django's page elsewhere.
+
+    DRF's handler above covers errors inside a view; this one covers the rest (a middleware, the
+    renderer), so an API client never gets an HTML page to parse.
+    """
+    if request.path == "/api" or request.path.startswith("/api/"):
+        body = go_json.encode_document(
+            error_body(500, 100, "internal error", "the agent failed to answer this request")
+        )
+        return HttpResponse(body, status=500, content_type="application/json")
+    return defaults.server_error(request)

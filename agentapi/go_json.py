@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,8 @@ _encode_basestring = json.encoder.encode_basestring  # type: ignore[attr-defined
 # Go escapes these even in API output (json.Marshal's HTML-safe default).
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_ESCAPE_TABLE = str.maketrans(_GO_ESCAPES)
+# A lone surrogate cannot be written as UTF-8; Go writes U+FFFD for invalid UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _encode_string(value: str) -> str:
@@ -28,7 +31,7 @@ def go_float(value: float) -> str:
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"{value} is not representable in JSON")
     if value == 0:
-        return "0"
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
     magnitude = abs(value)
     if magnitude < 1e-6 or magnitude >= 1e21:
         mantissa, _, exponent = repr(value).partition("e")
@@ -94,4 +97,13 @@ class GoJSONRenderer(BaseRenderer):
         if data is None:
             return b""
         # Go's json.Encoder ends every document with a newline.
-        return (dumps(data) + "\n").encode("utf-8")
+        return encode_document(data)
+
+
+def encode_document(data: Any) -> bytes:
+    """The whole response body: the JSON, a newline, as UTF-8."""
+    text = dumps(data) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")

@@ -64,6 +64,6 @@ class HostAllowListMiddleware:
         host = request.META.get("HTTP_HOST", "")
         if not host_allowed(host, settings.AGENT_WEB_ALLOW_HOSTS):
             err = f"Host {host!r} is not allowed; add it to web_allow_hosts"
-            body = go_json.dumps(error_body(403, 100, "host not allowed", err)) + "\n"
+            body = go_json.encode_document(error_body(403, 100, "host not allowed", err))
             return HttpResponse(body, status=403, content_type="application/json")
         return self.get_response(request)

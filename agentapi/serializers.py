@@ -20,8 +20,12 @@ ZERO_METRICS: dict[str, dict[str, Any]] = {
 
 
 def path_escape(name: str) -> str:
-    """Go's url.PathEscape: everything but unreserved characters and a few sub-delims."""
-    return quote(name, safe="$&+,:;=@-._~!*'")
+    """Go's url.PathEscape: keeps letters, digits, `-._~` and `$&+:=@`; escapes the rest as UTF-8.
+
+    `/ ; , ?` are escaped (they mean something inside a path segment), and so are `!*'()`, which
+    Python's quote() would keep.
+    """
+    return quote(name, safe="$&+:=@")
 
 
 def tunnel_metrics(name: str) -> dict[str, dict[str, Any]]:
@@ -63,11 +67,24 @@ class EndpointSerializer(serializers.BaseSerializer):
         return body
 
 
+# Bytes Go's textproto accepts in a header name (RFC 7230 tchar).
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
 def canonical_header(name: str) -> str:
-    """Go's textproto.CanonicalMIMEHeaderKey."""
-    if not name or any(not (c.isalnum() or c == "-") or not c.isascii() for c in name):
+    """Go's textproto.CanonicalMIMEHeaderKey: upper-case the first letter and each one after `-`.
+
+    Any token character is allowed (`x_trace_id` -> `X_trace_id`); a name with any other character
+    (a space, non-ASCII) is returned unchanged, as Go does.
+    """
+    if not name or not _TOKEN_CHARS.issuperset(name):
         return name
-    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+    out = []
+    upper = True
+    for char in name:
+        out.append(char.upper() if upper else char.lower())
+        upper = char == "-"
+    return "".join(out)
 
 
 def header_map(fields: list[tuple[str, str]]) -> dict[str, list[str]]:

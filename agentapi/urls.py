@@ -1,4 +1,10 @@
-"""Explicit routes: the wire format dictates the paths (no trailing slash, but accepted)."""
+"""Explicit routes: the wire format dictates the paths (no trailing slash, but accepted).
+
+Tunnel and endpoint names may hold any character. The server hands us the path already
+percent-decoded, so a name escaped as `a%2Fb` arrives as `a/b`: the name pattern takes slashes
+(shortest match first, so `/api/tunnels/x/` still names `x`). Any other path under /api/ answers
+404 in the error shape.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from django.urls import re_path
 
 from . import views
 
-_NAME = r"(?P<name>[^/]+)"
+_NAME = r"(?P<name>.+?)"
 
 tunnels = views.TunnelViewSet.as_view({"get": "list", "post": "create"})
 tunnel = views.TunnelViewSet.as_view({"get": "retrieve", "delete": "destroy"})
@@ -24,4 +30,5 @@ urlpatterns = [
     re_path(r"^requests/http/?$", captures, name="captures"),
     re_path(r"^requests/http/(?P<id>[^/]+)/?$", capture, name="capture"),
     re_path(r"^status/?$", views.StatusView.as_view(), name="status"),
+    re_path(r"", views.UnknownResourceView.as_view(), name="api-unknown"),
 ]

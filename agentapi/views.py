@@ -2,27 +2,33 @@
 
 Views run in Django's worker thread; they reach the engine (on the event loop) through
 `async_to_sync` and never touch sockets themselves.
+
+Every view refuses a body that is not JSON before it does anything, whether or not it reads the
+body (the real agent's defence against cross-site form posts): see `JSONBodiesOnly`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from rest_framework import status, viewsets
+from rest_framework import permissions, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .definitions import endpoint_definition, tunnel_definition
+from .definitions import decoded_like_go, endpoint_definition, tunnel_definition
 from .engine.engine import TunnelExists, TunnelStartError
-from .engine.tunnel_spec import TunnelConfigError
+from .engine.tunnel_spec import TunnelConfigError, parse_definition
 from .errors import (
     AgentUnavailable,
     BadRequest,
     InvalidTunnelConfig,
+    NotJSON,
     RequestNotFound,
+    ResourceNotFound,
     TunnelNotFound,
     TunnelStartFailed,
 )
@@ -32,6 +38,30 @@ from .serializers import CaptureSerializer, EndpointSerializer, TunnelSerializer
 
 DEFAULT_REQUEST_LIMIT = 100
 MAX_REQUEST_LIMIT = 10000
+
+log = logging.getLogger(__name__)
+
+
+class JSONBodiesOnly:
+    """Refuse, before the handler runs, a request whose body is not JSON.
+
+    A Content-Type other than application/json is refused on any method that changes something and
+    on any request with a body; a body without a Content-Type is refused on those methods too. A GET
+    with `Content-Type: application/json` and no body (pyngrok) and a DELETE with a `{}` JSON body
+    (npm) pass.
+    """
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        media_type = (request.content_type or "").split(";")[0].strip().lower()
+        has_body = request.META.get("CONTENT_LENGTH") not in (None, "", "0") or (
+            "HTTP_TRANSFER_ENCODING" in request.META
+        )
+        changes = request.method not in permissions.SAFE_METHODS
+        if media_type and media_type != "application/json" and (changes or has_body):
+            raise NotJSON(media_type)
+        if not media_type and has_body and changes:
+            raise NotJSON("")
 
 
 def _runtime() -> AgentRuntime:
@@ -70,7 +100,7 @@ def _tunnel(name: str) -> Tunnel:
     return tunnel
 
 
-class TunnelViewSet(viewsets.GenericViewSet):
+class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     queryset = Tunnel.objects.all()
     serializer_class = TunnelSerializer
     lookup_field = "name"
@@ -82,7 +112,7 @@ class TunnelViewSet(viewsets.GenericViewSet):
 
     def create(self, request: Request) -> Response:
         try:
-            definition = tunnel_definition(request.data)
+            definition = tunnel_definition(decoded_like_go(request.data))
         except TunnelConfigError as error:
             raise InvalidTunnelConfig(str(error)) from None
         tunnel = _start(definition)
@@ -96,7 +126,7 @@ class TunnelViewSet(viewsets.GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class EndpointViewSet(viewsets.GenericViewSet):
+class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     queryset = Tunnel.objects.all()
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
@@ -105,20 +135,32 @@ class EndpointViewSet(viewsets.GenericViewSet):
         return Response({"endpoints": EndpointSerializer(self.get_queryset(), many=True).data, "uri": "/api/endpoints"})
 
     def create(self, request: Request) -> Response:
-        tunnel = self._start(request.data)
+        tunnel = self._start(decoded_like_go(request.data))
         return Response(EndpointSerializer(tunnel, context={"detail": True}).data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request: Request, name: str) -> Response:
         return Response(EndpointSerializer(_tunnel(name), context={"detail": True}).data)
 
     def update(self, request: Request, name: str) -> Response:
-        # Check the new definition before stopping the old endpoint, so a bad PUT changes nothing.
-        self._definition(request.data, name)
-        existed = Tunnel.objects.filter(name=name).exists()
-        if existed:
+        body = decoded_like_go(request.data)
+        # Check the whole new definition before stopping the old endpoint, so a bad PUT changes nothing.
+        definition = self._definition(body, name)
+        try:
+            parse_definition(definition, name=name, public_host=settings.AGENT_PUBLIC_HOST)
+        except TunnelConfigError as error:
+            raise InvalidTunnelConfig(str(error)) from None
+        old = Tunnel.objects.filter(name=name).first()
+        running = _runtime().engine.tunnel(name) if old is not None else None
+        if old is not None:
             _stop(name)
-        tunnel = self._start(request.data, name=name)
-        code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+        try:
+            tunnel = self._start(body, name=name)
+        except TunnelStartFailed:
+            # The new listener could not open (port in use): put the old endpoint back.
+            if old is not None and running is not None:
+                self._restore(old, running.spec.definition)
+            raise
+        code = status.HTTP_201_CREATED if old is None else status.HTTP_200_OK
         return Response(EndpointSerializer(tunnel, context={"detail": True}).data, status=code)
 
     def destroy(self, request: Request, name: str) -> Response:
@@ -139,14 +181,23 @@ class EndpointViewSet(viewsets.GenericViewSet):
         Tunnel.objects.filter(pk=tunnel.pk).update(definition=tunnel.definition)
         return tunnel
 
+    def _restore(self, old: Tunnel, definition: dict[str, Any]) -> None:
+        try:
+            restored = _start(definition, name=old.name)
+        except (InvalidTunnelConfig, TunnelStartFailed) as error:
+            log.warning("could not restore endpoint %s after a failed PUT: %s", old.name, error.err)
+            return
+        Tunnel.objects.filter(pk=restored.pk).update(definition=old.definition)
 
-class CaptureViewSet(viewsets.GenericViewSet):
+
+class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     queryset = Capture.objects.all()
     serializer_class = CaptureSerializer
     lookup_field = "id"
     lookup_value_regex = "[^/]+"
 
     def list(self, request: Request) -> Response:
+        _flush_captures()
         captures = self.get_queryset().order_by("-id")
         tunnel_name = request.query_params.get("tunnel_name")
         if tunnel_name:
@@ -156,15 +207,17 @@ class CaptureViewSet(viewsets.GenericViewSet):
         return Response({"uri": "/api/requests/http", "requests": data})
 
     def retrieve(self, request: Request, id: str) -> Response:
+        _flush_captures()
         capture = Capture.objects.filter(id=id).first()
         if capture is None:
             raise RequestNotFound(id)
         return Response(CaptureSerializer(capture).data)
 
     def replay(self, request: Request) -> Response:
-        body = request.data
+        body = decoded_like_go(request.data)
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise BadRequest('a JSON object with the "id" of a captured request is required')
+        _flush_captures()
         capture = Capture.objects.filter(id=body["id"]).first()
         if capture is None:
             raise RequestNotFound(body["id"])
@@ -190,8 +243,15 @@ class CaptureViewSet(viewsets.GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def _flush_captures() -> None:
+    """Store the captures still waiting in the sink: clients list right after a request and expect it."""
+    runtime = current_runtime()
+    if runtime is not None and runtime.sink is not None:
+        async_to_sync(runtime.sink.flush)()
+
+
 def _limit(raw: str | None) -> int:
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return DEFAULT_REQUEST_LIMIT
     try:
         limit = int(raw)
@@ -202,7 +262,7 @@ def _limit(raw: str | None) -> int:
     return min(limit, MAX_REQUEST_LIMIT)
 
 
-class StatusView(APIView):
+class StatusView(JSONBodiesOnly, APIView):
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -214,7 +274,7 @@ class StatusView(APIView):
         )
 
 
-class RootView(APIView):
+class RootView(JSONBodiesOnly, APIView):
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -225,3 +285,10 @@ class RootView(APIView):
                 "uri": "/api/",
             }
         )
+
+
+class UnknownResourceView(APIView):
+    """Any other path under /api/: a 404 in the error shape (never Django's HTML page), any method."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        raise ResourceNotFound(request.path)
