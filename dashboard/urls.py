@@ -9,4 +9,8 @@ urlpatterns = [
     re_path(r"^api$", api_views.RootView.as_view()),
     path("api/", include("agentapi.urls")),
     path("admin/", admin.site.urls),
+    path("", include("dashboard.inspector_urls")),
 ]
+
+# Errors outside DRF's views still answer API clients in ngrok's error shape.
+handler500 = "agentapi.errors.server_error"

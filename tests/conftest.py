@@ -28,3 +28,9 @@ def agent(tmp_path: Path) -> Iterator[AgentProcess]:
 def http_tunnel(agent: AgentProcess, upstream: Upstream) -> dict:
     """An inspected HTTP tunnel from the agent to the upstream."""
     return agent.start_tunnel(name="web", proto="http", addr=str(upstream.port))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Browser tests last: Playwright's sync API keeps an event loop running in the main thread for
+    # the session, which async tests collected after them would trip over.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -1,0 +1,286 @@
+"""The Django admin over captures and tunnels.
+
+The capture table grows large, so the change list never counts it whole: `show_full_result_count`
+is off and the paginator counts at most COUNT_CAP rows with a LIMITed query. Filters are
+SimpleListFilters over indexed columns; search matches the path, or bytes anywhere in the stored
+request or response (headers and bodies) with the database's own byte search. Captures are
+read-only (rendered request and response); the actions replay them through the running engine or
+delete them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from dashboard.blob_search import BlobContains
+from dashboard.content_views import Body, render_best
+from dashboard.message_body import parse_message
+
+from .models import Capture, Tunnel
+from .runtime import current_runtime
+
+COUNT_CAP = 10000
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP rows: pages past that are reached by filtering, not by paging."""
+
+    @cached_property
+    def count(self) -> int:  # type: ignore[override]
+        object_list: Any = self.object_list
+        if isinstance(object_list, QuerySet):
+            return len(object_list.values_list("pk", flat=True)[:COUNT_CAP])
+        return len(object_list)
+
+
+class TunnelNameFilter(admin.SimpleListFilter):
+    title = "tunnel"
+    parameter_name = "tunnel"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # Running tunnels plus those of recent captures: no DISTINCT over the whole table.
+        names = set(Tunnel.objects.values_list("name", flat=True))
+        names.update(Capture.objects.order_by("-id").values_list("tunnel_name", flat=True)[:1000])
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Capture]) -> QuerySet[Capture]:
+        value = self.value()
+        return queryset.filter(tunnel_name=value) if value else queryset
+
+
+class MethodFilter(admin.SimpleListFilter):
+    title = "method"
+    parameter_name = "method"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(method, method) for method in METHODS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Capture]) -> QuerySet[Capture]:
+        value = self.value()
+        return queryset.filter(method=value) if value else queryset
+
+
+class StatusClassFilter(admin.SimpleListFilter):
+    title = "status class"
+    parameter_name = "status_class"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("1", "1xx"), ("2", "2xx"), ("3", "3xx"), ("4", "4xx"), ("5", "5xx"), ("pending", "pending")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Capture]) -> QuerySet[Capture]:
+        value = self.value()
+        if value == "pending":
+            return queryset.filter(status_code__isnull=True)
+        if value in ("1", "2", "3", "4", "5"):
+            first = int(value) * 100
+            return queryset.filter(status_code__gte=first, status_code__lt=first + 100)
+        return queryset
+
+
+def _render_message(capture: Capture, raw: bytes | None, size: int | None, side: str) -> str:
+    if raw is None:
+        return format_html('<p class="help">no response yet</p>')
+    message = parse_message(raw, response=side == "response")
+    parts = []
+    if len(raw) < (size or 0):
+        parts.append(format_html('<p class="help">captured {} of {} bytes</p>', len(raw), size))
+    parts.append(format_html("<pre>{}</pre>", message.head_bytes.decode("latin-1").rstrip()))
+    view = render_best(Body(message.decoded_body, message.content_type))
+    kind = view["view"]
+    if kind == "image":
+        src = reverse("inspector-body", args=[capture.id, side])
+        parts.append(format_html('<img src="{}" alt="image body" style="max-width:600px">', src))
+    elif kind in ("form", "multipart"):
+        rows = (
+            view["fields"]
+            if kind == "form"
+            else [(p["name"], p["value"] or f"{p['size']} bytes") for p in view["parts"]]
+        )
+        parts.append(format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)))
+    elif kind != "empty":
+        if view.get("error"):
+            error = view["error"]
+            parts.append(
+                format_html(
+                    '<p class="errornote">syntax error at line {}, column {}: {}</p>',
+                    error["line"],
+                    error["column"],
+                    error["message"],
+                )
+            )
+        if view.get("note"):
+            parts.append(format_html('<p class="help">{}</p>', view["note"]))
+        parts.append(format_html("<pre>{}</pre>", view.get("text", "")))
+    return format_html_join("", "{}", ((part,) for part in parts))
+
+
+@admin.register(Capture)
+class CaptureAdmin(admin.ModelAdmin):
+    list_display = ("id", "tunnel_name", "method", "short_uri", "status_code", "duration", "response_size", "start")
+    list_display_links = ("id",)
+    list_filter = (TunnelNameFilter, MethodFilter, StatusClassFilter)
+    search_fields = ("uri",)
+    search_help_text = "Path, or text anywhere in the stored request or response (headers and body; exact case)."
+    ordering = ("-id",)
+    list_per_page = 100
+    show_full_result_count = False
+    # Facet counts would be one COUNT per filter choice over the whole table.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = CappedCountPaginator
+    actions = ("replay_selected", "delete_selected")
+    fields = (
+        "id",
+        "tunnel_name",
+        "remote_addr",
+        "start",
+        "duration",
+        "method",
+        "uri",
+        "status_code",
+        "request_size",
+        "response_size",
+        "replay_of",
+        "inspector_link",
+        "rendered_request",
+        "rendered_response",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Capture]:
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name == "agentapi_capture_changelist":
+            # The list shows metadata only: never load the stored bytes of a hundred rows.
+            queryset = queryset.defer("request_raw", "response_raw")
+        return queryset
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Capture], search_term: str
+    ) -> tuple[QuerySet[Capture], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        needle = term.encode("utf-8")
+        matches = (
+            Q(uri__icontains=term) | Q(BlobContains("request_raw", needle)) | Q(BlobContains("response_raw", needle))
+        )
+        return queryset.filter(matches), False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="path", ordering="uri")
+    def short_uri(self, capture: Capture) -> str:
+        return capture.uri if len(capture.uri) <= 80 else capture.uri[:77] + "..."
+
+    @admin.display(description="duration", ordering="duration_ns")
+    def duration(self, capture: Capture) -> str:
+        ms = capture.duration_ns / 1_000_000
+        return f"{ms / 1000:.2f}s" if ms >= 1000 else f"{ms:.2f}ms"
+
+    @admin.display(description="inspector")
+    def inspector_link(self, capture: Capture) -> str:
+        return format_html('<a href="{}#{}">open in the inspector</a>', reverse("inspector-http"), capture.id)
+
+    @admin.display(description="request")
+    def rendered_request(self, capture: Capture) -> str:
+        return _render_message(capture, bytes(capture.request_raw), capture.request_size, "request")
+
+    @admin.display(description="response")
+    def rendered_response(self, capture: Capture) -> str:
+        raw = bytes(capture.response_raw) if capture.response_raw is not None else None
+        return _render_message(capture, raw, capture.response_size, "response")
+
+    @admin.action(description="Replay selected captures")
+    def replay_selected(self, request: HttpRequest, queryset: QuerySet[Capture]) -> None:
+        runtime = current_runtime()
+        if runtime is None:
+            self.message_user(request, "No tunnel engine runs in this process.", messages.ERROR)
+            return
+        replayed, skipped = 0, []
+        for capture in queryset.order_by("id")[:100]:
+            if capture.request_truncated:
+                skipped.append(f"{capture.id} (only part of the request was captured)")
+            elif runtime.engine.tunnel(capture.tunnel_name) is None:
+                skipped.append(f"{capture.id} (tunnel {capture.tunnel_name!r} is not running)")
+            else:
+                async_to_sync(runtime.replay)(capture, capture.tunnel_name)
+                replayed += 1
+        if replayed:
+            self.message_user(request, f"Replayed {replayed} capture(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, "Not replayed: " + "; ".join(skipped), messages.WARNING)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Capture]) -> None:
+        super().delete_queryset(request, queryset)
+        _forget_stored_total()
+
+    def delete_model(self, request: HttpRequest, obj: Capture) -> None:
+        super().delete_model(request, obj)
+        _forget_stored_total()
+
+
+def _forget_stored_total() -> None:
+    """Captures were deleted behind the capture store's back: let it re-read its running total."""
+    runtime = current_runtime()
+    if runtime is not None and runtime.store is not None:
+        runtime.store.forget_total()
+
+
+@admin.register(Tunnel)
+class TunnelAdmin(admin.ModelAdmin):
+    list_display = ("name", "proto", "public_url", "addr", "inspect", "agent_id", "created")
+    list_filter = ("proto", "inspect")
+    search_fields = ("name", "public_url", "addr")
+    readonly_fields = (
+        "name",
+        "tunnel_id",
+        "proto",
+        "public_url",
+        "addr",
+        "inspect",
+        "definition",
+        "agent_id",
+        "created",
+    )
+    actions = ("stop_selected",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A row mirrors a running listener: stop the tunnel (action) rather than delete the row.
+        return False
+
+    @admin.action(description="Stop selected tunnels")
+    def stop_selected(self, request: HttpRequest, queryset: QuerySet[Tunnel]) -> None:
+        runtime = current_runtime()
+        if runtime is None:
+            self.message_user(request, "No tunnel engine runs in this process.", messages.ERROR)
+            return
+        stopped, elsewhere = [], []
+        for tunnel in queryset:
+            if tunnel.agent_id != runtime.agent_id or runtime.engine.tunnel(tunnel.name) is None:
+                elsewhere.append(tunnel.name)
+                continue
+            async_to_sync(runtime.stop_tunnel)(tunnel.name)
+            stopped.append(tunnel.name)
+        if stopped:
+            self.message_user(request, "Stopped: " + ", ".join(stopped), messages.SUCCESS)
+        if elsewhere:
+            self.message_user(request, "Run by another agent, not stopped: " + ", ".join(elsewhere), messages.WARNING)

@@ -1,0 +1,219 @@
+"""Exports of captures: a curl command line and HAR 1.2, each a small function of stored bytes.
+
+curl: every argument goes through `shlex.quote`. The URL is the one the client used (X-Forwarded-Host
+and X-Forwarded-Proto, which the agent adds); the agent's own X-Forwarded-* and the framing headers
+are left out, curl adds its own. A body that is not text is fed through `printf %b` with octal
+escapes, so the command stays one pasteable line of plain ASCII.
+
+HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/): one entry per capture, oldest first. Bodies
+that are not UTF-8 text are base64 (`content.encoding`); a capture cut by the capture limit says so in
+the entry's `comment`. A capture still waiting for its response has status 0, as HAR does for
+aborted requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import shlex
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from django.conf import settings
+
+from agentapi.models import Capture
+
+from .content_views import form_fields
+from .message_body import Message, parse_message
+
+_CURL_SKIP = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+)
+
+
+def public_url(message: Message) -> str:
+    """The URL the client asked for, as far as the stored request tells."""
+    target = message.head.target
+    if "://" in target:
+        return target
+    host = message.header("x-forwarded-host") or message.header("host") or "localhost"
+    scheme = (message.header("x-forwarded-proto") or "http").split(",")[0].strip() or "http"
+    return f"{scheme}://{host}{target}"
+
+
+def curl_command(capture: Capture) -> str:
+    message = parse_message(bytes(capture.request_raw), response=False)
+    method = message.head.method or capture.method
+    body = message.body
+    args = ["curl"]
+    if method == "HEAD":
+        args.append("--head")
+    elif method != "GET" or body:
+        args += ["-X", method]
+    args.append(public_url(message))
+    for name, value in message.head.headers:
+        if name.lower() not in _CURL_SKIP:
+            args += ["-H", f"{name}: {value}"]
+    prefix = ""
+    if body:
+        text = _text(body)
+        if text is not None:
+            args += ["--data-binary", text]
+        else:
+            prefix = f"printf %b {shlex.quote(_octal_escape(body))} | "
+            args += ["--data-binary", "@-"]
+    command = prefix + " ".join(shlex.quote(arg) for arg in args)
+    if capture.request_truncated:
+        command = (
+            f"# only {len(capture.request_raw)} of {capture.request_size} bytes of this request were captured\n"
+            + command
+        )
+    return command
+
+
+def _text(data: bytes) -> str | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text else text
+
+
+def _octal_escape(data: bytes) -> str:
+    """Bytes as `printf %b` input: printable ASCII as is, everything else (and backslash) as \\0NNN."""
+    return "".join(chr(b) if 32 <= b < 127 and b != 0x5C else f"\\0{b:03o}" for b in data)
+
+
+# --- HAR ------------------------------------------------------------------------------------
+def har_log(captures: Iterable[Capture]) -> dict[str, Any]:
+    return {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "tunnel-agent inspector", "version": settings.AGENT_VERSION},
+            "pages": [],
+            "entries": [har_entry(capture) for capture in captures],
+        }
+    }
+
+
+def har_entry(capture: Capture) -> dict[str, Any]:
+    request = parse_message(bytes(capture.request_raw), response=False)
+    response = parse_message(bytes(capture.response_raw), response=True) if capture.response_raw is not None else None
+    duration_ms = capture.duration_ns / 1_000_000
+    entry: dict[str, Any] = {
+        "startedDateTime": capture.start.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": duration_ms,
+        "request": _har_request(capture, request),
+        "response": _har_response(capture, response),
+        "cache": {},
+        "timings": {"send": 0, "wait": duration_ms, "receive": 0},
+        "_id": capture.id,
+        "_tunnel_name": capture.tunnel_name,
+    }
+    notes = []
+    if capture.request_truncated:
+        notes.append(f"request: {len(capture.request_raw)} of {capture.request_size} bytes captured")
+    if capture.response_truncated:
+        notes.append(f"response: {len(capture.response_raw or b'')} of {capture.response_size} bytes captured")
+    if capture.replay_of:
+        notes.append(f"replay of {capture.replay_of}")
+    if notes:
+        entry["comment"] = "; ".join(notes)
+    return entry
+
+
+def _headers(message: Message) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in message.head.headers]
+
+
+def _request_cookies(message: Message) -> list[dict[str, str]]:
+    cookies = []
+    for name, value in message.head.headers:
+        if name.lower() == "cookie":
+            for pair in value.split(";"):
+                key, _, cookie_value = pair.strip().partition("=")
+                if key:
+                    cookies.append({"name": key, "value": cookie_value})
+    return cookies
+
+
+def _response_cookies(message: Message) -> list[dict[str, str]]:
+    cookies = []
+    for name, value in message.head.headers:
+        if name.lower() == "set-cookie":
+            key, _, cookie_value = value.split(";", 1)[0].strip().partition("=")
+            if key:
+                cookies.append({"name": key, "value": cookie_value})
+    return cookies
+
+
+def _har_request(capture: Capture, message: Message) -> dict[str, Any]:
+    url = public_url(message)
+    result: dict[str, Any] = {
+        "method": message.head.method or capture.method,
+        "url": url,
+        "httpVersion": f"HTTP/{message.head.version}",
+        "cookies": _request_cookies(message),
+        "headers": _headers(message),
+        "queryString": [{"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)],
+        "headersSize": len(message.head_bytes),
+        "bodySize": max(capture.request_size - len(message.head_bytes), 0),
+    }
+    if message.body:
+        post: dict[str, Any] = {"mimeType": message.content_type}
+        text = _text(message.body)
+        if text is None:
+            # HAR 1.2 has no encoding for postData; base64 says what it is in a comment.
+            post["text"] = base64.b64encode(message.body).decode("ascii")
+            post["comment"] = "base64"
+        else:
+            post["text"] = text
+        if message.mime_type == "application/x-www-form-urlencoded":
+            post["params"] = [{"name": k, "value": v} for k, v in form_fields(message.body)]
+        result["postData"] = post
+    return result
+
+
+def _har_response(capture: Capture, message: Message | None) -> dict[str, Any]:
+    if message is None:
+        return {
+            "status": 0,
+            "statusText": "",
+            "httpVersion": "",
+            "cookies": [],
+            "headers": [],
+            "content": {"size": 0, "mimeType": ""},
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": -1,
+            "comment": "no response yet",
+        }
+    content: dict[str, Any] = {"size": len(message.decoded_body), "mimeType": message.content_type}
+    if message.decoded_body is not message.body:
+        content["compression"] = len(message.decoded_body) - len(message.body)
+    text = _text(message.decoded_body)
+    if text is None:
+        content["text"] = base64.b64encode(message.decoded_body).decode("ascii")
+        content["encoding"] = "base64"
+    elif text:
+        content["text"] = text
+    return {
+        "status": message.head.status or capture.status_code or 0,
+        "statusText": message.head.reason,
+        "httpVersion": f"HTTP/{message.head.version}",
+        "cookies": _response_cookies(message),
+        "headers": _headers(message),
+        "content": content,
+        "redirectURL": message.header("location") or "",
+        "headersSize": len(message.head_bytes),
+        "bodySize": max((capture.response_size or 0) - len(message.head_bytes), 0),
+    }

@@ -1,0 +1,25 @@
+"""Routes of the inspector UI (pages and their JSON endpoints); the agent API lives under /api."""
+
+from __future__ import annotations
+
+from django.urls import path, re_path
+
+from . import views
+
+_ID = r"(?P<capture_id>[A-Za-z0-9_-]+)"
+_SIDE = r"(?P<side>request|response)"
+
+urlpatterns = [
+    path("", views.inspector, name="inspector"),
+    path("inspect/http", views.inspector, name="inspector-http"),
+    path("status", views.status, name="status-page"),
+    path("inspect/captures.json", views.captures_json, name="inspector-captures"),
+    path("inspect/export.har", views.export_har, name="inspector-export-har"),
+    path("inspect/replay", views.replay, name="inspector-replay"),
+    re_path(rf"^inspect/captures/{_ID}\.json$", views.capture_json, name="inspector-capture"),
+    re_path(rf"^inspect/captures/{_ID}\.har$", views.capture_har, name="inspector-har-one"),
+    re_path(rf"^inspect/captures/{_ID}/curl$", views.capture_curl, name="inspector-curl"),
+    re_path(rf"^inspect/captures/{_ID}/replay-seed\.json$", views.replay_seed, name="inspector-replay-seed"),
+    re_path(rf"^inspect/captures/{_ID}/{_SIDE}\.raw$", views.capture_raw, name="inspector-raw"),
+    re_path(rf"^inspect/captures/{_ID}/{_SIDE}/body$", views.capture_body, name="inspector-body"),
+]
