@@ -303,6 +303,7 @@ async def _serve(
     log.line("info", "tunnel session started", obj="tunnels.session")
     if log.stream is None:
         print(f"Web Interface                 http://{web_addr}", flush=True)
+        print(f"Admin                         http://{web_addr}/admin/ (login: python manage.py createsuperuser)", flush=True)
 
     try:
         for definition in definitions:
