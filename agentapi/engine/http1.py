@@ -19,6 +19,7 @@ Rules this module holds (the socket layer in http_proxy.py relies on them):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httptools
@@ -179,15 +180,15 @@ class _TrailingBytes(Exception):
 class ResponseParser:
     """Tracks the framing of upstream responses; one instance per upstream connection."""
 
-    __slots__ = ("_headers", "_parser", "_progress", "_reason", "expect_head", "headers", "reason", "status")
+    # No on_status/on_header callbacks: the bytes are forwarded as they are, so parsing only needs
+    # the framing, and every callback llhttp makes into Python costs time on the hot path.
+    __slots__ = ("_parser", "_progress", "expect_head", "status")
 
     def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
         self._progress = ResponseProgress()
         self.expect_head = False
         self.status = 0
-        self.reason = b""
-        self.headers: Headers = []
 
     def feed(self, data: bytes) -> ResponseProgress:
         progress = self._progress = ResponseProgress()
@@ -219,16 +220,6 @@ class ResponseParser:
     def on_message_begin(self) -> None:
         if self._progress.done:
             raise _TrailingBytes
-        self.reason = b""
-        self.headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-        if len(self.headers) > MAX_HEADERS:
-            raise ProtocolError(502, "upstream response has too many header fields")
 
     def on_headers_complete(self) -> None:
         progress = self._progress
@@ -261,7 +252,7 @@ def forwarded_head(
     scheme: str,
     host_header: bytes | None,
     remove: frozenset[bytes] = frozenset(),
-    add: Headers | None = None,
+    add: Sequence[tuple[bytes, bytes]] = (),
 ) -> bytes:
     """The request head to send upstream: hop-by-hop fields dropped, X-Forwarded-* added."""
     original_host = b""
@@ -279,9 +270,8 @@ def forwarded_head(
     if original_host:
         out.append(b"X-Forwarded-Host: %s\r\n" % original_host)
     out.append(b"X-Forwarded-Proto: %s\r\n" % scheme.encode("ascii"))
-    if add:
-        for name, value in add:
-            out.append(b"%s: %s\r\n" % (name, value))
+    for name, value in add:
+        out.append(b"%s: %s\r\n" % (name, value))
     out.append(b"\r\n")
     return b"".join(out)
 

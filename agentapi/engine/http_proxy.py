@@ -70,9 +70,14 @@ class TunnelContext:
     public_scheme: str = "http"
     pool: UpstreamPool = field(init=False)
     connections: set[ClientConnection] = field(default_factory=set)
+    # Per-request constants, worked out once.
+    host_header: bytes | None = field(init=False)
+    loop: asyncio.AbstractEventLoop = field(init=False)
 
     def __post_init__(self) -> None:
         self.pool = UpstreamPool(self.spec)
+        self.host_header = _host_header(self.spec)
+        self.loop = asyncio.get_running_loop()
 
     @property
     def inspect(self) -> bool:
@@ -329,9 +334,9 @@ class ClientConnection(asyncio.Protocol):
             exchange.head,
             client_ip=self.client_ip,
             scheme=ctx.public_scheme,
-            host_header=_host_header(spec),
+            host_header=ctx.host_header,
             remove=spec.request_header_remove,
-            add=list(spec.request_header_add),
+            add=spec.request_header_add,
         )
         exchange.forwarded = head
         if exchange.record is not None:
@@ -342,7 +347,7 @@ class ClientConnection(asyncio.Protocol):
             self._attach(exchange, upstream, head)
         else:
             self._pause(_PAUSE_WAITING)
-            asyncio.get_running_loop().create_task(self._connect(exchange, head))
+            ctx.loop.create_task(self._connect(exchange, head))
 
     async def _connect(self, exchange: Exchange, head: bytes) -> None:
         try:
@@ -368,8 +373,7 @@ class ClientConnection(asyncio.Protocol):
             for payload in exchange.buffered:
                 upstream.write(payload)
             exchange.buffered = []
-        loop = asyncio.get_running_loop()
-        exchange.timeout = loop.call_later(self.ctx.upstream_timeout, self._response_timed_out, exchange)
+        exchange.timeout = self.ctx.loop.call_later(self.ctx.upstream_timeout, self._response_timed_out, exchange)
         self._resume(_PAUSE_WAITING)
 
     def _response_timed_out(self, exchange: Exchange) -> None:
@@ -424,7 +428,7 @@ class ClientConnection(asyncio.Protocol):
             if exchange.timeout is not None:
                 exchange.timeout.cancel()
             self._pause(_PAUSE_WAITING)
-            asyncio.get_running_loop().create_task(self._connect(exchange, exchange.forwarded))
+            self.ctx.loop.create_task(self._connect(exchange, exchange.forwarded))
             return
         if self.upgraded or not exchange.response_started:
             if self.upgraded and exchange.response_started:
