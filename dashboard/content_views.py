@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
+from . import content_type
+
 # Bodies larger than this are shown cut, with a note (the download has everything).
 MAX_TEXT = 512 * 1024
 MAX_HEX = 64 * 1024
@@ -53,15 +55,11 @@ class Body:
 
     @property
     def mime_type(self) -> str:
-        return self.content_type.split(";", 1)[0].strip().lower()
+        return content_type.mime_type(self.content_type)
 
     @property
     def charset(self) -> str:
-        for part in self.content_type.split(";")[1:]:
-            key, _, value = part.partition("=")
-            if key.strip().lower() == "charset":
-                return value.strip().strip('"').lower() or "utf-8"
-        return "utf-8"
+        return content_type.charset(self.content_type)
 
 
 @dataclass(frozen=True, slots=True)

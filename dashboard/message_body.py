@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from agentapi.engine.http1 import StoredHead, parse_stored_head
 
+from . import content_type
+
 MAX_DECODED = 8 * 1024 * 1024
 
 
@@ -47,15 +49,11 @@ class Message:
 
     @property
     def mime_type(self) -> str:
-        return self.content_type.split(";", 1)[0].strip().lower()
+        return content_type.mime_type(self.content_type)
 
     @property
     def charset(self) -> str:
-        for part in self.content_type.split(";")[1:]:
-            key, _, value = part.partition("=")
-            if key.strip().lower() == "charset":
-                return value.strip().strip('"').lower() or "utf-8"
-        return "utf-8"
+        return content_type.charset(self.content_type)
 
 
 def parse_message(raw: bytes, *, response: bool) -> Message:
