@@ -81,6 +81,12 @@ class NotJSON(AgentAPIError):
             super().__init__("a request body needs Content-Type: application/json")
 
 
+class TunnelOwnedElsewhere(AgentAPIError):
+    status_code = status.HTTP_409_CONFLICT
+    error_code = 100
+    msg = "tunnel is owned by another agent"
+
+
 class BadRequest(AgentAPIError):
     status_code = status.HTTP_400_BAD_REQUEST
     error_code = 100

@@ -30,6 +30,7 @@ from .errors import (
     RequestNotFound,
     ResourceNotFound,
     TunnelNotFound,
+    TunnelOwnedElsewhere,
     TunnelStartFailed,
 )
 from .models import Capture, Tunnel
@@ -85,10 +86,15 @@ def _start(definition: dict[str, Any], *, name: str | None = None) -> Tunnel:
 
 
 def _stop(name: str) -> None:
-    if not Tunnel.objects.filter(name=name).exists():
+    tunnel = Tunnel.objects.filter(name=name).first()
+    if tunnel is None:
         raise TunnelNotFound(name)
+    runtime = _runtime()
+    if tunnel.agent_id != runtime.agent_id:
+        # Several agents share the database; only the one holding the listener can close it.
+        raise TunnelOwnedElsewhere(f'tunnel "{name}" runs in another agent ({tunnel.agent_id}); stop it there')
     try:
-        async_to_sync(_runtime().stop_tunnel)(name)
+        async_to_sync(runtime.stop_tunnel)(name)
     except KeyError:
         raise TunnelNotFound(name) from None
 

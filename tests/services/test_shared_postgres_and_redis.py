@@ -70,13 +70,17 @@ def test_two_agents_share_tunnels_and_captures_through_postgres(
         duplicate = second.api("POST", "/api/tunnels", {"name": "shared", "addr": "1"})
         assert duplicate.status_code == 400
         assert duplicate.json()["details"]["err"] == 'tunnel "shared" already exists'
+        elsewhere = second.api("DELETE", "/api/tunnels/shared")
+        assert elsewhere.status_code == 409
+        assert "runs in another agent" in elsewhere.json()["details"]["err"]
+        assert requests.get(tunnel["public_url"] + "/still-up", timeout=10).ok
     finally:
         first.stop()
         second.stop()
     # The first agent removed its rows when it stopped.
     with psycopg.connect(database_url) as connection:
         assert connection.execute("SELECT count(*) FROM agentapi_tunnel").fetchone() == (0,)
-        assert connection.execute("SELECT count(*) FROM agentapi_capture").fetchone() == (1,)
+        assert connection.execute("SELECT count(*) FROM agentapi_capture").fetchone() == (2,)
 
 
 def test_captures_are_announced_on_the_redis_channel_layer(
