@@ -35,7 +35,10 @@ def summary(capture_id: str, status: int | None = 200) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-def fresh_layer() -> None:
+def fresh_layer(settings: Any) -> None:
+    # These tests look inside the in-memory layer (its groups), also where CI sets REDIS_URL; the
+    # Redis layer itself is exercised end to end by tests/services.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     # The in-memory layer holds asyncio queues: each test loop gets its own.
     channel_layers.backends.clear()
 
