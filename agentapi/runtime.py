@@ -22,6 +22,7 @@ from .engine.capture_sink import CaptureSink
 from .engine.engine import Engine, RunningTunnel, TunnelExists
 from .engine.tunnel_spec import TunnelConfigError, TunnelSpec, parse_definition
 from .models import Capture, Tunnel
+from .tls_identity import https_context
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class AgentRuntime:
     async def start(self) -> None:
         global _current
         await sync_to_async(_forget_stale_tunnels)()
+        self.engine.https_context = await sync_to_async(https_context)()
         if self.sink is not None:
             self.sink.start()
         self.engine.start()

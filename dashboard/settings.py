@@ -76,6 +76,11 @@ AGENT_CAPTURE_LIMIT = env_int("AGENT_CAPTURE_LIMIT", 1024 * 1024)
 AGENT_INSPECT_DB_SIZE = env_int("AGENT_INSPECT_DB_SIZE", 50 * 1000 * 1000)
 # Seconds to wait for the local service to answer before a 504.
 AGENT_UPSTREAM_TIMEOUT = env_int("AGENT_UPSTREAM_TIMEOUT", 60)
+# PEM files for https public URLs; unset: a self-signed certificate made in AGENT_DATA_DIR/tls.
+AGENT_TLS_CERT = env_str("AGENT_TLS_CERT", "")
+AGENT_TLS_KEY = env_str("AGENT_TLS_KEY", "")
+if bool(AGENT_TLS_CERT) != bool(AGENT_TLS_KEY):
+    raise SystemExit("AGENT_TLS_CERT and AGENT_TLS_KEY go together")
 # Captures waiting for the database before new ones are dropped (forwarding never waits).
 AGENT_CAPTURE_QUEUE = env_int("AGENT_CAPTURE_QUEUE", 20000)
 

@@ -49,8 +49,17 @@ class RunningTunnel:
 
 
 class Engine:
-    def __init__(self, *, sink: CaptureSink | None, capture_limit: int, upstream_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        sink: CaptureSink | None,
+        capture_limit: int,
+        upstream_timeout: float,
+        https_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.sink = sink
+        # The agent's own certificate, for https public URLs.
+        self.https_context = https_context
         self.capture_limit = capture_limit
         self.upstream_timeout = upstream_timeout
         self.ids = CaptureIdFactory()
@@ -101,7 +110,12 @@ class Engine:
 
         try:
             server = await loop.create_server(
-                factory, spec.listen_host, spec.listen_port, reuse_address=True, backlog=1024
+                factory,
+                spec.listen_host,
+                spec.listen_port,
+                reuse_address=True,
+                backlog=1024,
+                ssl=self._public_tls(spec),
             )
         except OSError as error:
             raise TunnelStartError(
@@ -110,7 +124,7 @@ class Engine:
         port = server.sockets[0].getsockname()[1]
         host = spec.listen_host
         url_host = f"[{host}]" if ":" in host else host
-        scheme = "http" if spec.proto in ("http", "https") else spec.proto
+        scheme = spec.proto
         tunnel = RunningTunnel(
             spec=spec,
             tunnel_id=uuid.uuid4().hex,
@@ -122,6 +136,20 @@ class Engine:
         )
         self._tunnels[spec.name] = tunnel
         return tunnel
+
+    def _public_tls(self, spec: TunnelSpec) -> ssl.SSLContext | None:
+        if not spec.public_tls:
+            return None
+        if spec.crt:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                context.load_cert_chain(spec.crt, spec.key)
+            except (OSError, ssl.SSLError) as error:
+                raise TunnelStartError(f"cannot load crt/key: {error}") from None
+            return context
+        if self.https_context is None:
+            raise TunnelStartError("https needs a certificate and none is configured")
+        return self.https_context
 
     async def stop_tunnel(self, name: str) -> RunningTunnel:
         tunnel = self._tunnels.pop(name)  # KeyError: not running

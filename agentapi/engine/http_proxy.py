@@ -75,6 +75,7 @@ class TunnelContext:
     loop: asyncio.AbstractEventLoop = field(init=False)
 
     def __post_init__(self) -> None:
+        self.public_scheme = "https" if self.spec.public_tls else "http"
         self.pool = UpstreamPool(self.spec)
         self.host_header = _host_header(self.spec)
         self.loop = asyncio.get_running_loop()

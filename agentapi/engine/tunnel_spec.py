@@ -10,13 +10,16 @@ Rules (ngrok's, see spec/wire-details.md; ours where marked):
   http: `url`, `hostname` or `domain` of the form [scheme://]host:port asks for that host and port;
   `subdomain` is recorded but has no local meaning. tcp/tls: `remote_addr` host:port likewise.
 - 2.x spellings: `auth` = `basic_auth`; `bind_tls` true -> https, false -> http, "both" -> both.
-  Both schemes give two tunnels: NAME (https) and "NAME (http)". Until the engine serves TLS on the
-  public side, any definition asking for https is refused (400) rather than silently served as http.
+  Both schemes give two tunnels: NAME (https) and "NAME (http)" (the pair's second listener takes an
+  ephemeral port). https listeners use the agent's certificate (see agentapi/tls_identity.py).
+- tls: bytes pass through to addr untouched, unless `crt` and `key` (PEM paths) are given
+  (`terminate_at: agent`, the default then): the agent terminates TLS and forwards plain bytes.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,12 +45,12 @@ _KEYS = {
         "compression",
     },
     "tcp": _COMMON_KEYS | {"remote_addr", "ip_restriction", "url"},
-    "tls": _COMMON_KEYS | {"hostname", "subdomain", "domain", "url", "remote_addr", "ip_restriction"},
+    "tls": _COMMON_KEYS
+    | {"hostname", "subdomain", "domain", "url", "remote_addr", "ip_restriction", "crt", "key", "terminate_at"},
 }
 _GO_TYPES = {"http": "HTTPv2Tunnel", "tcp": "TCPv2Tunnel", "tls": "TLSv2Tunnel"}
 # Keys of the real agent that this one does not implement yet: refused, with a plain reason.
 _NOT_SUPPORTED = {"response_header", "circuit_breaker", "oauth", "oidc", "webhook_verification", "mutual_tls_cas"}
-_NOT_SUPPORTED_TLS = {"crt", "key", "terminate_at"}
 
 
 class TunnelConfigError(ValueError):
@@ -77,6 +80,11 @@ class TunnelSpec:
     request_header_add: tuple[tuple[bytes, bytes], ...] = ()
     request_header_remove: frozenset[bytes] = frozenset()
     metadata: str = ""
+    # The public side speaks TLS: https for http tunnels (the agent's certificate), or a tls
+    # tunnel terminated here with its own crt/key (else tls tunnels pass the bytes through).
+    public_tls: bool = False
+    crt: str = ""
+    key: str = ""
     # The definition as given (for the endpoints view and the mirror row).
     definition: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -121,7 +129,7 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
     if proto not in PROTOS:
         raise TunnelConfigError(f"Invalid protocol name '{proto}'")
     for key in definition:
-        if key in _NOT_SUPPORTED or (proto == "tls" and key in _NOT_SUPPORTED_TLS):
+        if key in _NOT_SUPPORTED:
             raise TunnelConfigError(f"field {key} is not supported by this agent")
         if key not in _KEYS[proto]:
             raise TunnelConfigError(f"field {key} not found in type config.{_GO_TYPES[proto]}")
@@ -145,6 +153,8 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
     )
     if "ip_restriction" in definition:
         spec = replace(spec, **_ip_restriction(definition["ip_restriction"]))
+    if proto == "tls":
+        return [_tls_termination(spec, definition)]
     if proto != "http":
         return [spec]
     spec = replace(
@@ -154,9 +164,33 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
         **_request_header(definition.get("request_header")),
     )
     schemes = _schemes(definition)
+    specs = []
     if "https" in schemes:
-        raise TunnelConfigError("https public URLs are not supported by this agent yet; use schemes: [http]")
-    return [spec]
+        specs.append(replace(spec, proto="https", public_tls=True))
+    if "http" in schemes:
+        if specs:
+            # ngrok's naming for the second of a pair: the https one keeps the name.
+            specs.append(replace(spec, name=f"{name} (http)", listen_port=0))
+        else:
+            specs.append(spec)
+    return specs
+
+
+def _tls_termination(spec: TunnelSpec, definition: dict[str, Any]) -> TunnelSpec:
+    crt, key = _string(definition, "crt"), _string(definition, "key")
+    terminate_at = _string(definition, "terminate_at") or ("agent" if crt or key else "upstream")
+    if terminate_at not in ("agent", "upstream"):
+        raise TunnelConfigError(f"invalid terminate_at {terminate_at!r}: agent or upstream")
+    if terminate_at == "upstream":
+        if crt or key:
+            raise TunnelConfigError("crt and key are for terminate_at: agent")
+        return spec
+    if not crt or not key:
+        raise TunnelConfigError("terminating TLS at the agent needs both crt and key (PEM file paths)")
+    for field_name, path in (("crt", crt), ("key", key)):
+        if not os.path.isfile(path):
+            raise TunnelConfigError(f"{field_name} {path!r} is not a readable file")
+    return replace(spec, public_tls=True, crt=crt, key=key)
 
 
 def _schemes(definition: dict[str, Any]) -> list[str]:

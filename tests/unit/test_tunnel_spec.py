@@ -145,8 +145,25 @@ def test_real_agent_keys_this_agent_lacks_are_refused_plainly(key: str) -> None:
     assert refusal(addr="80", **{key: {}}) == f"field {key} is not supported by this agent"
 
 
-def test_tls_termination_keys_are_refused_plainly() -> None:
-    assert refusal(proto="tls", addr="443", crt="x.pem") == "field crt is not supported by this agent"
+def test_tls_termination_needs_both_files() -> None:
+    assert "needs both crt and key" in refusal(proto="tls", addr="443", crt="x.pem")
+
+
+def test_tls_termination_refuses_missing_files() -> None:
+    assert (
+        refusal(proto="tls", addr="443", crt="/no/x.pem", key="/no/k.pem") == "crt '/no/x.pem' is not a readable file"
+    )
+
+
+def test_crt_and_key_do_not_go_with_terminate_at_upstream() -> None:
+    assert refusal(proto="tls", addr="443", crt="a", key="b", terminate_at="upstream") == (
+        "crt and key are for terminate_at: agent"
+    )
+
+
+def test_tls_without_crt_passes_through() -> None:
+    spec = parse_definition({"proto": "tls", "addr": "443"}, name="t", public_host=PUBLIC)[0]
+    assert not spec.public_tls
 
 
 def test_addr_is_required() -> None:
@@ -184,9 +201,21 @@ def test_schemes_http_gives_an_http_tunnel() -> None:
     assert parse(addr="80", schemes=["http"]).proto == "http"
 
 
-@pytest.mark.parametrize("extra", [{"bind_tls": True}, {"bind_tls": "both"}, {"schemes": ["https"]}])
-def test_an_https_public_side_is_refused_until_the_engine_serves_tls(extra: dict) -> None:
-    assert "https" in refusal(addr="80", **extra)
+@pytest.mark.parametrize("extra", [{"bind_tls": True}, {"bind_tls": "true"}, {"schemes": ["https"]}])
+def test_https_alone_gives_one_https_tunnel(extra: dict) -> None:
+    [spec] = parse_definition({"addr": "80", **extra}, name="web", public_host=PUBLIC)
+    assert (spec.name, spec.proto, spec.public_tls) == ("web", "https", True)
+
+
+@pytest.mark.parametrize(
+    "extra", [{"bind_tls": "both"}, {"schemes": ["http", "https"]}, {"schemes": ["https", "http"]}]
+)
+def test_both_schemes_give_the_https_tunnel_first_and_an_http_twin(extra: dict) -> None:
+    https, http = parse_definition(
+        {"addr": "80", "url": "http://127.0.0.1:9000", **extra}, name="web", public_host=PUBLIC
+    )
+    assert (https.name, https.proto, https.listen_port) == ("web", "https", 9000)
+    assert (http.name, http.proto, http.public_tls, http.listen_port) == ("web (http)", "http", False, 0)
 
 
 @pytest.mark.parametrize("extra", [{"bind_tls": "maybe"}, {"schemes": []}, {"schemes": ["ftp"]}, {"schemes": "http"}])

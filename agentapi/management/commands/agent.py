@@ -88,6 +88,9 @@ class Command(BaseCommand):
                 sub.add_argument("--host-header", default=None)
                 sub.add_argument("--basic-auth", action="append", default=None)
                 sub.add_argument("--inspect", default="true", choices=["true", "false"])
+                sub.add_argument(
+                    "--scheme", action="append", choices=["http", "https"], default=None, help="repeatable"
+                )
             if proto == "tcp":
                 sub.add_argument("--remote-addr", default=None)
         start = subs.add_parser("start", help="start tunnels from the configuration file")
@@ -186,6 +189,10 @@ def _requested_tunnels(action: str | None, options: dict[str, Any], config: Agen
                 definition["host_header"] = options["host_header"]
             if options.get("basic_auth"):
                 definition["basic_auth"] = options["basic_auth"]
+            if options.get("scheme"):
+                definition["schemes"] = options["scheme"]
+            elif str(options.get("url") or "").startswith("https://"):
+                definition["schemes"] = ["https"]
         return [definition]
     if action != "start":
         return []
