@@ -50,6 +50,8 @@ class AgentRuntime:
             sink=sink,
             capture_limit=settings.AGENT_CAPTURE_LIMIT,
             upstream_timeout=settings.AGENT_UPSTREAM_TIMEOUT,
+            head_timeout=settings.AGENT_HEAD_TIMEOUT,
+            idle_timeout=settings.AGENT_IDLE_TIMEOUT,
         )
 
     async def start(self) -> None:

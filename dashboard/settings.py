@@ -81,6 +81,10 @@ AGENT_TLS_CERT = env_str("AGENT_TLS_CERT", "")
 AGENT_TLS_KEY = env_str("AGENT_TLS_KEY", "")
 if bool(AGENT_TLS_CERT) != bool(AGENT_TLS_KEY):
     raise SystemExit("AGENT_TLS_CERT and AGENT_TLS_KEY go together")
+# Seconds a public connection may take to send a request head (408 after), and may sit idle
+# between requests before it is closed.
+AGENT_HEAD_TIMEOUT = env_int("AGENT_HEAD_TIMEOUT", 30)
+AGENT_IDLE_TIMEOUT = env_int("AGENT_IDLE_TIMEOUT", 90)
 # Captures waiting for the database before new ones are dropped (forwarding never waits).
 AGENT_CAPTURE_QUEUE = env_int("AGENT_CAPTURE_QUEUE", 20000)
 

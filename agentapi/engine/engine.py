@@ -56,8 +56,12 @@ class Engine:
         capture_limit: int,
         upstream_timeout: float,
         https_context: ssl.SSLContext | None = None,
+        head_timeout: float = 30.0,
+        idle_timeout: float = 90.0,
     ) -> None:
         self.sink = sink
+        self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
         # The agent's own certificate, for https public URLs.
         self.https_context = https_context
         self.capture_limit = capture_limit
@@ -98,6 +102,8 @@ class Engine:
                 ids=self.ids,
                 capture_limit=self.capture_limit,
                 upstream_timeout=self.upstream_timeout,
+                head_timeout=self.head_timeout,
+                idle_timeout=self.idle_timeout,
             )
             http_context = context
 
@@ -171,12 +177,16 @@ class Engine:
             self._ticker = None
 
     async def _tick(self) -> None:
+        # Timeouts are swept every second; metrics tick every TICK_SECONDS (go-metrics' 5 s).
+        seconds = 0
         while True:
-            await asyncio.sleep(TICK_SECONDS)
+            await asyncio.sleep(1)
+            seconds += 1
             for tunnel in list(self._tunnels.values()):
-                tunnel.metrics.tick()
+                if seconds % TICK_SECONDS == 0:
+                    tunnel.metrics.tick()
                 if tunnel.http is not None:
-                    tunnel.http.pool.sweep()
+                    tunnel.http.sweep()
 
     async def replay(self, raw: bytes, tunnel_name: str, *, replay_of: str = "") -> CaptureRecord:
         """Send stored request bytes straight to the tunnel's local service and capture the result.

@@ -5,9 +5,9 @@ Rules this module holds (the socket layer in http_proxy.py relies on them):
   in order: RequestHead, then Body chunks (de-chunked), then RequestEnd; pipelined requests simply
   follow. After a request that asks for `Upgrade`, an `Upgrade` event carries the bytes that came
   after its head and the parser stops: what follows is not HTTP any more.
-- A request head larger than MAX_HEAD_BYTES or with more than MAX_HEADERS fields raises
-  ProtocolError(431); anything llhttp refuses raises ProtocolError(400). After a ProtocolError the
-  connection must be answered with `error_response()` and closed.
+- A request head larger than MAX_HEAD_BYTES or with more than MAX_HEADERS fields is a
+  ProtocolError(431); anything llhttp refuses is a ProtocolError(400), left in `error` after the
+  events parsed before it. The connection must then be answered with `error_response()` and closed.
 - Responses are parsed only to learn their framing (where each ends, whether the connection stays
   open); the socket layer forwards the upstream's bytes untouched. Interim 1xx responses (100
   Continue) are reported as `interim` and the final one follows. A response to HEAD has no body
@@ -78,9 +78,13 @@ _END = RequestEnd()
 
 
 class RequestParser:
-    """Feeds client bytes to llhttp and collects request events."""
+    """Feeds client bytes to llhttp and collects request events.
 
-    __slots__ = ("_events", "_head_bytes", "_headers", "_parser", "_target", "_upgraded")
+    Bytes llhttp refuses set `error` (a ProtocolError: 400 or 431); the events parsed before them
+    are still returned, so the requests that were fine can be answered first.
+    """
+
+    __slots__ = ("_events", "_head_bytes", "_headers", "_parser", "_target", "_upgraded", "error")
 
     def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
@@ -89,10 +93,13 @@ class RequestParser:
         self._headers: Headers = []
         self._head_bytes = 0
         self._upgraded = False
+        self.error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[RequestEvent]:
         if self._upgraded:
             return [Upgrade(data)]
+        if self.error is not None:
+            return []
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -100,11 +107,9 @@ class RequestParser:
             self._events.append(Upgrade(data[upgrade.args[0] :]))
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
-            if isinstance(cause, ProtocolError):
-                raise cause from None
-            raise ProtocolError(400, str(error)) from None
+            self.error = cause if isinstance(cause, ProtocolError) else ProtocolError(400, str(error))
         except httptools.HttpParserError as error:
-            raise ProtocolError(400, _llhttp_reason(error)) from None
+            self.error = ProtocolError(400, _llhttp_reason(error))
         events, self._events = self._events, []
         return events
 
@@ -282,7 +287,15 @@ def chunk(data: bytes) -> bytes:
 
 LAST_CHUNK = b"0\r\n\r\n"
 
-_REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 504: b"Gateway Timeout"}
+_REASONS = {
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    502: b"Bad Gateway",
+    504: b"Gateway Timeout",
+}
 
 
 def error_response(status: int, detail: str, *, keep_alive: bool = False) -> bytes:

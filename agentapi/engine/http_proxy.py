@@ -8,11 +8,19 @@ Rules:
   forwarded as llhttp hands it over (re-chunked if it came chunked). The response is forwarded as the
   upstream's bytes, untouched; llhttp only tells where it ends.
 - One exchange at a time per public connection; pipelined requests wait their turn (reading is
-  paused while one waits).
+  paused while one waits). Bytes llhttp refuses after good requests are answered with an error
+  once those are answered.
+- The response timeout runs from the end of the request (uploads take what they take); a request
+  head must complete within the head timeout (408) and an idle keep-alive connection is closed
+  after the idle timeout (both checked by a sweep about once a second).
+- A pooled upstream connection that the local service dropped as it was reused is tried once more
+  for replayable requests (GET, HEAD, OPTIONS, TRACE or an Idempotency-Key) sent without a body.
 - The upstream failing before it answered (refused, reset, malformed, silent past the timeout) gives
   the client a 502/504 page, recorded as that exchange's response; after it answered, the client
   connection is closed as the only honest signal.
-- After an Upgrade answered with 101 both sides become a raw byte pipe.
+- The bytes after an Upgrade request wait (reading paused) for the upstream's answer: a 101 turns
+  both sides into a raw byte pipe; anything else is forwarded and the public connection closed,
+  never leaving those bytes on a connection that goes back to the pool.
 """
 
 from __future__ import annotations
@@ -56,6 +64,11 @@ IDLE_UPSTREAM_SECONDS = 20.0
 _PAUSE_UPSTREAM_FULL = 1
 _PAUSE_WAITING = 2
 
+# Methods a request may be sent twice with (Go's Transport rule); others need an Idempotency-Key.
+_REPLAYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+# Status recorded for an exchange whose client left before the answer (nginx's convention).
+CLIENT_CLOSED = 499
+
 
 @dataclass(slots=True)
 class TunnelContext:
@@ -67,6 +80,8 @@ class TunnelContext:
     ids: CaptureIdFactory
     capture_limit: int
     upstream_timeout: float
+    head_timeout: float = 30.0
+    idle_timeout: float = 90.0
     public_scheme: str = "http"
     pool: UpstreamPool = field(init=False)
     connections: set[ClientConnection] = field(default_factory=set)
@@ -84,6 +99,13 @@ class TunnelContext:
     def inspect(self) -> bool:
         return self.sink is not None and self.spec.inspect
 
+    def sweep(self) -> None:
+        """Time out slow request heads and idle keep-alive connections; drop stale upstreams."""
+        now = time.monotonic()
+        for connection in list(self.connections):
+            connection.check_timeouts(now, head_timeout=self.head_timeout, idle_timeout=self.idle_timeout)
+        self.pool.sweep()
+
 
 class UpstreamPool:
     """Idle keep-alive connections to the local service, newest reused first."""
@@ -91,6 +113,7 @@ class UpstreamPool:
     def __init__(self, spec: TunnelSpec) -> None:
         self._spec = spec
         self._idle: list[tuple[float, UpstreamConnection]] = []
+        self.closed = False
         self._ssl: ssl.SSLContext | None = None
         if spec.upstream.scheme == "https":
             # The local service is usually self-signed; ngrok does not verify it either.
@@ -102,13 +125,14 @@ class UpstreamPool:
     def take(self) -> UpstreamConnection | None:
         while self._idle:
             _, upstream = self._idle.pop()
-            if not upstream.closed:
+            if upstream.idle():
                 upstream.reused = True
                 return upstream
+            upstream.close()
         return None
 
     def give_back(self, upstream: UpstreamConnection) -> None:
-        if len(self._idle) >= MAX_IDLE_UPSTREAMS or upstream.closed:
+        if self.closed or len(self._idle) >= MAX_IDLE_UPSTREAMS or not upstream.idle():
             upstream.close()
             return
         self._idle.append((time.monotonic(), upstream))
@@ -128,6 +152,7 @@ class UpstreamPool:
         self._idle = keep
 
     def close(self) -> None:
+        self.closed = True  # a dial finishing after the tunnel stopped closes its connection
         for _, upstream in self._idle:
             upstream.close()
         self._idle = []
@@ -152,13 +177,16 @@ class Exchange:
     """One request/response on a public connection."""
 
     __slots__ = (
+        "answered_early",
         "answered_locally",
         "body_sent",
         "buffered",
         "forwarded",
         "head",
         "head_sent",
+        "held",
         "record",
+        "recorded",
         "request_done",
         "response_started",
         "retried",
@@ -170,12 +198,17 @@ class Exchange:
     def __init__(self, head: RequestHead, record: CaptureRecord | None) -> None:
         self.head = head
         self.record = record
+        self.recorded = False  # handed to the sink (only exchanges that began)
         self.started_ns = time.perf_counter_ns()
         self.head_sent = False
         self.request_done = False
         self.buffered: list[bytes] = []
+        # Bytes after an Upgrade request's head: they belong to the new protocol, so they wait
+        # for the upstream's 101 and are dropped if it declines.
+        self.held: list[bytes] | None = None
         self.upstream: UpstreamConnection | None = None
         self.response_started = False
+        self.answered_early = False  # the upstream answered before the whole request reached it
         self.answered_locally = False
         self.timeout: asyncio.TimerHandle | None = None
         self.forwarded = b""
@@ -184,7 +217,12 @@ class Exchange:
 
 
 class ClientConnection(asyncio.Protocol):
-    """A connection accepted on the tunnel's public listener."""
+    """A connection accepted on the tunnel's public listener.
+
+    Pause pairing: reading from this client pauses for the reasons in `paused` (bits); the
+    upstream this client paused because its own write buffer was full is `paused_upstream`, and is
+    resumed before it goes back to the pool, whatever happens in between.
+    """
 
     def __init__(self, context: TunnelContext) -> None:
         self.ctx = context
@@ -194,16 +232,24 @@ class ClientConnection(asyncio.Protocol):
         self.current: Exchange | None = None
         self.waiting: deque[Exchange] = deque()
         self.paused = 0
-        self.upgraded = False
+        self.piping = False  # after a 101: raw bytes both ways
+        self.holding: Exchange | None = None  # an Upgrade request waiting for the upstream's answer
+        self.broken: ProtocolError | None = None  # bad bytes after good requests: answer those first
         self.closed = False
         self.forbidden = False
         self.client_eof = False
+        self.write_blocked = False
+        self.paused_upstream: UpstreamConnection | None = None
+        self.advancing = False
         self.opened_ns = 0
+        self.last_active = 0.0
+        self.head_since = 0.0  # when the bytes of a not yet complete request head started
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         self.opened_ns = time.perf_counter_ns()
+        self.last_active = time.monotonic()
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self.forbidden = not _ip_allowed(self.ctx.spec, self.client_ip)
@@ -214,32 +260,45 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         self.ctx.connections.discard(self)
         self.ctx.metrics.conn_closed(time.perf_counter_ns() - self.opened_ns)
-        for exchange in (self.current, *self.waiting):
-            if exchange is not None:
-                self._abandon(exchange)
+        if self.current is not None:
+            self._abandon(self.current)
         self.current = None
-        self.waiting.clear()
+        self.waiting.clear()  # never forwarded, so never recorded
 
     def data_received(self, data: bytes) -> None:
-        if self.upgraded:
-            exchange = self.current
-            if exchange is not None:
-                self._send(exchange, data)
+        self.last_active = now = time.monotonic()
+        if self.piping:
+            if self.current is not None:
+                self._send(self.current, data)
             return
-        try:
-            events = self.parser.feed(data)
-        except ProtocolError as error:
-            self._refuse(error.status, error.detail)
+        if self.holding is not None:
+            self._hold(self.holding, data)
             return
+        if self.broken is not None:
+            return  # the rest of a stream we already refused
+        if self.current is None and not self.head_since:
+            self.head_since = now
+        events = self.parser.feed(data)
         for event in events:
             if isinstance(event, Body):
                 self._body(event.data)
             elif isinstance(event, RequestHead):
+                self.head_since = 0.0
                 self._head(event)
             elif isinstance(event, RequestEnd):
                 self._end()
             elif isinstance(event, Upgrade):
                 self._upgrade(event.rest)
+        if self.parser.error is not None and self.broken is None and not self.closed:
+            self._broken(self.parser.error)
+
+    def _broken(self, error: ProtocolError) -> None:
+        """Bad bytes: refuse now if they are inside a request, else after the complete ones."""
+        self.broken = error
+        if self.waiting and not self.waiting[-1].request_done:
+            self.waiting.pop()  # never begun, never recorded
+        if self.current is None or not self.current.request_done:
+            self._refuse(error)
 
     def eof_received(self) -> bool | None:
         # A half-closed client may still want its response; close once it is written.
@@ -249,14 +308,30 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def pause_writing(self) -> None:
+        self.write_blocked = True
         exchange = self.current
-        if exchange is not None and exchange.upstream is not None:
+        if exchange is not None and exchange.upstream is not None and self.paused_upstream is None:
+            self.paused_upstream = exchange.upstream
             exchange.upstream.pause_reading()
 
     def resume_writing(self) -> None:
-        exchange = self.current
-        if exchange is not None and exchange.upstream is not None:
-            exchange.upstream.resume_reading()
+        self.write_blocked = False
+        self._release_upstream_pause()
+
+    def _release_upstream_pause(self) -> None:
+        upstream, self.paused_upstream = self.paused_upstream, None
+        if upstream is not None:
+            upstream.resume_reading()
+
+    # --- timeouts (the engine's sweep calls this about once a second) -----------------------
+    def check_timeouts(self, now: float, *, head_timeout: float, idle_timeout: float) -> None:
+        if self.closed or self.piping:
+            return
+        if self.head_since and now - self.head_since > head_timeout:
+            # A request head that never completes (slowloris): 408, like Go's ReadHeaderTimeout.
+            self._refuse(ProtocolError(408, f"the request head did not arrive within {head_timeout:g} s"))
+        elif self.current is None and not self.waiting and now - self.last_active > idle_timeout:
+            self._close()
 
     # --- requests ---------------------------------------------------------------------------
     def _head(self, head: RequestHead) -> None:
@@ -313,14 +388,22 @@ class ClientConnection(asyncio.Protocol):
             if exchange.record is not None:
                 exchange.record.add_request(LAST_CHUNK)
             self._send(exchange, LAST_CHUNK)
+        if exchange.head_sent:
+            self._arm_timeout(exchange)
 
     def _upgrade(self, rest: bytes) -> None:
-        # The request asked to switch protocols; bytes after its head belong to the new protocol
-        # and wait until the upstream agrees (101).
         exchange = self._target()
-        self.upgraded = True
-        if exchange is not None and rest:
-            self._send(exchange, rest)
+        if exchange is None:
+            return
+        exchange.held = []
+        self.holding = exchange
+        if rest:
+            self._hold(exchange, rest)
+
+    def _hold(self, exchange: Exchange, data: bytes) -> None:
+        assert exchange.held is not None
+        exchange.held.append(data)
+        self._pause(_PAUSE_WAITING)  # bounded: one read at most until the upstream answers
 
     def _begin(self, exchange: Exchange) -> None:
         ctx = self.ctx
@@ -342,6 +425,7 @@ class ClientConnection(asyncio.Protocol):
         exchange.forwarded = head
         if exchange.record is not None:
             exchange.record.add_request(head)
+            exchange.recorded = True
             ctx.sink.record(exchange.record)  # type: ignore[union-attr]
         upstream = ctx.pool.take()
         if upstream is not None:
@@ -374,8 +458,18 @@ class ClientConnection(asyncio.Protocol):
             for payload in exchange.buffered:
                 upstream.write(payload)
             exchange.buffered = []
-        exchange.timeout = self.ctx.loop.call_later(self.ctx.upstream_timeout, self._response_timed_out, exchange)
-        self._resume(_PAUSE_WAITING)
+        if self.write_blocked and self.paused_upstream is None:
+            self.paused_upstream = upstream
+            upstream.pause_reading()
+        if exchange.request_done:
+            self._arm_timeout(exchange)
+        if self.holding is None:
+            self._resume(_PAUSE_WAITING)
+
+    def _arm_timeout(self, exchange: Exchange) -> None:
+        # From the end of the request: an upload may take as long as it takes.
+        if exchange.timeout is None and not exchange.response_started:
+            exchange.timeout = self.ctx.loop.call_later(self.ctx.upstream_timeout, self._response_timed_out, exchange)
 
     def _response_timed_out(self, exchange: Exchange) -> None:
         if exchange is self.current and not exchange.response_started:
@@ -383,9 +477,11 @@ class ClientConnection(asyncio.Protocol):
 
     # --- responses (called by UpstreamConnection) ------------------------------------------
     def response_data(self, exchange: Exchange, data: bytes) -> None:
-        if exchange.timeout is not None and not exchange.response_started:
-            exchange.timeout.cancel()
-        exchange.response_started = True
+        if not exchange.response_started:
+            if exchange.timeout is not None:
+                exchange.timeout.cancel()
+            exchange.answered_early = not exchange.request_done
+            exchange.response_started = True
         if exchange.record is not None:
             exchange.record.add_response(data)
         if self.transport is not None and not self.closed:
@@ -400,58 +496,69 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
-    def response_done(self, exchange: Exchange, *, keep_alive: bool, upstream_reusable: bool) -> None:
+    def response_done(self, exchange: Exchange, *, keep_alive: bool) -> None:
         upstream = exchange.upstream
+        exchange.upstream = None
         if upstream is not None:
-            upstream.end()
-            if upstream_reusable and exchange.request_done:
+            self._detach(upstream)
+            # Reuse only a connection whose request went out whole before it answered (else the
+            # service may never read the rest of that body) and that holds nothing unsent.
+            if keep_alive and exchange.request_done and not exchange.answered_early and upstream.idle():
                 self.ctx.pool.give_back(upstream)
             else:
                 upstream.close()
-        # A response that came before the whole request leaves unread body bytes: close then.
-        keep_alive = keep_alive and exchange.head.keep_alive and exchange.request_done
+        # A response before the whole request leaves unread body bytes; an Upgrade the upstream
+        # declined leaves bytes of another protocol: close in both cases.
+        keep_alive = keep_alive and exchange.head.keep_alive and exchange.request_done and exchange.held is None
         self._finish(exchange, keep_alive=keep_alive)
 
     def switch_to_pipe(self, exchange: Exchange) -> None:
         """The upstream accepted the Upgrade: from now on bytes flow untouched both ways."""
-        self._complete_record(exchange)
-        self.upgraded = True
         if exchange.timeout is not None:
             exchange.timeout.cancel()
+        self._complete_record(exchange)
+        self.piping = True
+        self.holding = None
+        held, exchange.held = exchange.held or [], None
+        for data in held:
+            self._send(exchange, data)
+        self._resume(_PAUSE_WAITING)
 
     def upstream_lost(self, upstream: UpstreamConnection, exchange: Exchange, error: Exception | None) -> None:
         if self._may_retry(upstream, exchange):
             # A pooled connection the local service closed as we reused it (keep-alive race):
-            # nothing was answered and nothing but the head was sent, so sending again is safe.
+            # nothing was answered, the request is replayable and was sent whole: send it again.
             exchange.retried = True
+            self._detach(upstream)
             exchange.upstream = None
             exchange.head_sent = False
             if exchange.timeout is not None:
                 exchange.timeout.cancel()
+                exchange.timeout = None
             self._pause(_PAUSE_WAITING)
             self.ctx.loop.create_task(self._connect(exchange, exchange.forwarded))
             return
-        if self.upgraded or not exchange.response_started:
-            if self.upgraded and exchange.response_started:
-                self._close()
-                return
-            detail = "the local service closed the connection without answering"
-            if error is not None:
-                detail = f"the local service reset the connection: {error}"
-            self._upstream_failed(exchange, 502, detail)
-        else:
-            # Already forwarding a response whose end we did not see: only closing says so.
+        if exchange.response_started:
+            # Piping, or forwarding a response whose end we did not see: only closing says so.
             self._complete_record(exchange)
             self._close()
+            return
+        detail = "the local service closed the connection without answering"
+        if error is not None:
+            detail = f"the local service reset the connection: {error}"
+        self._upstream_failed(exchange, 502, detail)
 
     def _may_retry(self, upstream: UpstreamConnection, exchange: Exchange) -> bool:
+        head = exchange.head
+        replayable = head.method in _REPLAYABLE or head.header(b"idempotency-key") is not None
         return (
-            upstream.reused
+            replayable
+            and upstream.reused
             and not exchange.retried
             and not exchange.response_started
             and not exchange.body_sent
             and exchange.request_done
-            and not self.upgraded
+            and exchange.held is None
             and exchange is self.current
             and not self.closed
         )
@@ -459,19 +566,27 @@ class ClientConnection(asyncio.Protocol):
     def upstream_malformed(self, exchange: Exchange, detail: str) -> None:
         upstream = exchange.upstream
         if upstream is not None:
-            upstream.end()
+            self._detach(upstream)
             upstream.close()
+            exchange.upstream = None
         if exchange.response_started:
             self._complete_record(exchange)
             self._close()
         else:
             self._upstream_failed(exchange, 502, detail)
 
+    def _detach(self, upstream: UpstreamConnection) -> None:
+        """Unhook an upstream from this client, undoing any pause either side put on the other."""
+        upstream.end()
+        if self.paused_upstream is upstream:
+            self._release_upstream_pause()
+        self._resume(_PAUSE_UPSTREAM_FULL)
+
     # --- endings ----------------------------------------------------------------------------
     def _upstream_failed(self, exchange: Exchange, status: int, detail: str) -> None:
         upstream = exchange.upstream
         if upstream is not None:
-            upstream.end()
+            self._detach(upstream)
             upstream.close()
             exchange.upstream = None
         if exchange is not self.current or self.closed:
@@ -492,13 +607,13 @@ class ClientConnection(asyncio.Protocol):
             exchange.record.add_response(page)
             exchange.record.status_code = status
         exchange.response_started = True
-        self.upgraded = False
         exchange.answered_locally = True
         if self.transport is not None:
             self.transport.write(page)
         self._finish(exchange, keep_alive=False)
 
     def _answer_locally(self, exchange: Exchange, status: int, detail: str) -> None:
+        """Answer without the upstream (401, 403); the caller finishes the exchange."""
         exchange.answered_locally = True
         exchange.record = None
         page = error_response(status, detail, keep_alive=exchange.head.keep_alive)
@@ -506,8 +621,6 @@ class ClientConnection(asyncio.Protocol):
             page = page.replace(b"\r\n\r\n", b'\r\nWWW-Authenticate: Basic realm="ngrok"\r\n\r\n', 1)
         if self.transport is not None:
             self.transport.write(page)
-        if exchange.request_done:
-            self._finish(exchange, keep_alive=exchange.head.keep_alive)
 
     def _finish(self, exchange: Exchange, *, keep_alive: bool) -> None:
         if exchange.timeout is not None:
@@ -516,22 +629,40 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not self.current:
             return
         self.current = None
-        if not keep_alive or self.upgraded:
+        self.holding = None
+        if not keep_alive or self.piping or (self.client_eof and not self.waiting):
             self._close()
             return
-        if self.waiting:
-            self.current = self.waiting.popleft()
-            if not self.waiting:
-                self._resume(_PAUSE_WAITING)
-            self._begin(self.current)
-            if self.current is not None and self.current.request_done and self.current.answered_locally:
-                self._finish(self.current, keep_alive=self.current.head.keep_alive)
-        elif self.client_eof:
-            self._close()
+        self._advance()
+
+    def _advance(self) -> None:
+        """Start the waiting exchanges in turn (a loop, not recursion: thousands may be queued)."""
+        if self.advancing:
+            return
+        self.advancing = True
+        try:
+            while self.current is None and not self.closed:
+                if not self.waiting:
+                    if self.broken is not None:
+                        self._refuse(self.broken)
+                    elif self.holding is None:
+                        self._resume(_PAUSE_WAITING)
+                    return
+                exchange = self.current = self.waiting.popleft()
+                if exchange.held is not None:
+                    self.holding = exchange
+                self._begin(exchange)
+                if exchange.answered_locally and exchange.request_done:
+                    self.current = None
+                    if not exchange.head.keep_alive:
+                        self._close()
+                        return
+        finally:
+            self.advancing = False
 
     def _complete_record(self, exchange: Exchange) -> None:
         record = exchange.record
-        if record is None or record.complete:
+        if record is None or record.complete or not exchange.recorded:
             return
         record.duration_ns = time.perf_counter_ns() - exchange.started_ns
         record.complete = True
@@ -543,12 +674,18 @@ class ClientConnection(asyncio.Protocol):
             exchange.timeout.cancel()
         upstream = exchange.upstream
         if upstream is not None:
-            upstream.end()
+            self._detach(upstream)
             upstream.close()
             exchange.upstream = None
+        record = exchange.record
+        if record is not None and record.status_code is None:
+            # The client left before the answer (nginx's 499): a final state, not "pending".
+            record.status_code = CLIENT_CLOSED
+            record.restart_response()
+            record.response_raw = bytearray()
         self._complete_record(exchange)
 
-    def _refuse(self, status: int, detail: str) -> None:
+    def _refuse(self, error: ProtocolError) -> None:
         exchange = self.current
         if exchange is not None and exchange.response_started:
             self._close()
@@ -556,8 +693,8 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not None:
             self._abandon(exchange)
             self.current = None
-        if self.transport is not None:
-            self.transport.write(error_response(status, detail))
+        if self.transport is not None and not self.closed:
+            self.transport.write(error_response(error.status, error.detail))
         self._close()
 
     def _close(self) -> None:
@@ -599,6 +736,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.piping = False
         self.closed = False
         self.reused = False
+        self.reading = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -612,6 +750,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.client = None
         self.exchange = None
 
+    def idle(self) -> bool:
+        """Fit for the pool: open, reading, nothing left to write."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not self.closed
+            and self.reading
+            and not self.piping
+            and transport.get_write_buffer_size() == 0
+        )
+
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
@@ -622,11 +771,13 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and self.reading:
+            self.reading = False
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.reading:
+            self.reading = True
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -646,21 +797,23 @@ class UpstreamConnection(asyncio.Protocol):
             client.response_head(exchange, progress.status)
         client.response_data(exchange, data)
         if progress.upgraded:
-            self.piping = True
-            client.switch_to_pipe(exchange)
+            if exchange.held is not None:
+                self.piping = True
+                client.switch_to_pipe(exchange)
+            else:  # a 101 nobody asked for
+                client.upstream_malformed(exchange, "the local service switched protocols unasked")
         elif progress.done:
-            client.response_done(exchange, keep_alive=progress.keep_alive, upstream_reusable=progress.keep_alive)
+            client.response_done(exchange, keep_alive=progress.keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.discard(self)
         client, exchange = self.client, self.exchange
-        self.end()
         if client is None or exchange is None:
             return
         if not self.piping and exchange.response_started and self.parser.eof():
             # A response framed by the connection's end: this close is its end.
-            client.response_done(exchange, keep_alive=False, upstream_reusable=False)
+            client.response_done(exchange, keep_alive=False)
             return
         client.upstream_lost(self, exchange, exc)
 

@@ -63,15 +63,25 @@ def test_an_upgrade_hands_over_the_bytes_after_the_head() -> None:
     [b"NOT HTTP\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"\x16\x03\x01\x00"],
 )
 def test_garbage_is_a_400(garbage: bytes) -> None:
-    with pytest.raises(ProtocolError) as error:
-        RequestParser().feed(garbage)
-    assert error.value.status == 400
+    parser = RequestParser()
+    parser.feed(garbage)
+    assert parser.error is not None
+    assert parser.error.status == 400
 
 
 def test_an_oversized_head_is_a_431() -> None:
-    with pytest.raises(ProtocolError) as error:
-        RequestParser().feed(b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n")
-    assert error.value.status == 431
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n")
+    assert parser.error is not None
+    assert parser.error.status == 431
+
+
+def test_requests_before_garbage_still_come_out() -> None:
+    parser = RequestParser()
+    events = parser.feed(b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n\x00garbage")
+    assert [type(e) for e in events] == [RequestHead, RequestEnd]
+    assert parser.error is not None
+    assert parser.feed(b"more") == []
 
 
 def test_forwarded_head_adds_x_forwarded_and_drops_hop_by_hop_fields() -> None:
