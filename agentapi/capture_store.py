@@ -28,7 +28,8 @@ _RECOUNT_EVERY = 1000
 class OrmCaptureStore:
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self._total: int | None = None
+        self._total = 0
+        self._recount = True  # read the true total (with SUM) before the next eviction check
         self._writes = 0
 
     def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
@@ -47,7 +48,15 @@ class OrmCaptureStore:
                 growth += sum(row["stored_size"] for row in new)
             if changed:
                 growth += self._update(changed)
-        return self._evict(growth) if self.budget > 0 else []
+        if self.budget <= 0:
+            return []
+        try:
+            return self._evict(growth)
+        except Exception:
+            # The batch is committed; a failed eviction (a locked database) is retried next batch.
+            log.exception("evicting old captures failed")
+            self._recount = True
+            return []
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         # One executemany instead of bulk_create: building model instances cost ~40 us a row,
@@ -55,10 +64,14 @@ class OrmCaptureStore:
         table = connection.ops.quote_name(Capture._meta.db_table)
         columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
         placeholders = ", ".join(["%s"] * len(_COLUMNS))
+        updates = ", ".join(
+            f"{connection.ops.quote_name(c)} = excluded.{connection.ops.quote_name(c)}" for c in _COLUMNS if c != "id"
+        )
         adapt = _datetime_adapter()
         with connection.cursor() as cursor:
+            # An upsert: a batch whose commit was not acknowledged (and is retried) may be there.
             cursor.executemany(
-                f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
+                f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {updates}",
                 [[adapt(row["start"]) if c == "start" else row[c] for c in _COLUMNS] for row in rows],
             )
 
@@ -92,7 +105,8 @@ class OrmCaptureStore:
 
     def _evict(self, growth: int) -> list[str]:
         self._writes += 1
-        if self._total is None or self._writes % _RECOUNT_EVERY == 0:
+        if self._recount or self._writes % _RECOUNT_EVERY == 0:
+            self._recount = False
             self._total = Capture.objects.aggregate(total=Sum("stored_size"))["total"] or 0
         else:
             self._total += growth
@@ -118,8 +132,10 @@ class OrmCaptureStore:
         return evicted
 
     def forget_total(self) -> None:
-        """Someone deleted captures (clear all): re-read the total on the next write."""
-        self._total = None
+        """Someone deleted captures (clear all): re-read the total on the next write.
+
+        Called from other threads: it only raises a flag the writer thread reads."""
+        self._recount = True
 
 
 def _datetime_adapter() -> Callable[[float], Any]:

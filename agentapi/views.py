@@ -230,8 +230,11 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         # pyngrok sends tunnel_name (null when unset); npm sends tunnelName.
         tunnel_name = body.get("tunnel_name") or body.get("tunnelName") or capture.tunnel_name
         runtime = _runtime()
-        if runtime.engine.tunnel(tunnel_name) is None:
+        target = runtime.engine.tunnel(tunnel_name)
+        if target is None:
             raise TunnelNotFound(tunnel_name)
+        if target.http is None:
+            raise BadRequest(f'tunnel "{tunnel_name}" is {target.spec.proto}: only http tunnels replay requests')
         if capture.request_truncated:
             raise BadRequest(
                 f"cannot replay {capture.id}: only {len(capture.request_raw)} of {capture.request_size} bytes"

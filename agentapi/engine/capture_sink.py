@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 Announce = Callable[[dict[str, Any]], Awaitable[None]]
 
+_RETRY_SECONDS = 1.0
+_ANNOUNCE_SECONDS = 2.0
+
 
 class CaptureStore(Protocol):
     def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
@@ -57,6 +60,7 @@ class CaptureSink:
                 self.dropped += 1
                 if self.dropped % 1000 == 1:
                     log.warning("capture queue full: %d captures dropped so far", self.dropped)
+                _settle(record, CaptureDropped("the capture queue is full: the database is not keeping up"))
                 return
             self._dirty[record.id] = record
         self._wake.set()
@@ -92,16 +96,23 @@ class CaptureSink:
             try:
                 await self._flush()
             except Exception:  # the writer must outlive a bad batch (database down, disk full)
-                log.exception("storing captures failed")
+                log.exception("storing captures failed; retrying in %g s", _RETRY_SECONDS)
+                await asyncio.sleep(_RETRY_SECONDS)
 
     async def _flush(self) -> None:
         async with self._flushing:
-            await self._flush_batch()
+            message = await self._flush_batch()
+        # Outside the lock, bounded: a slow channel layer must not hold up storing or listing.
+        if message is not None and self._announce is not None:
+            try:
+                await asyncio.wait_for(self._announce(message), _ANNOUNCE_SECONDS)
+            except Exception:  # the channel layer being down must not stop captures
+                log.exception("announcing captures failed")
 
-    async def _flush_batch(self) -> None:
+    async def _flush_batch(self) -> dict[str, Any] | None:
         batch, self._dirty = self._dirty, {}
         if not batch:
-            return
+            return None
         records = list(batch.values())
         new = [_snapshot(r) for r in records if not r.saved]
         changed = [_snapshot(r) for r in records if r.saved]
@@ -109,31 +120,38 @@ class CaptureSink:
         try:
             evicted = await loop.run_in_executor(self._executor, self._store.write, new, changed)
         except Exception as error:
+            # Keep the records for the next try (inserts are upserts, so a batch that did reach
+            # the database is harmless to write again); whoever waits hears of the failure now.
             for record in records:
-                for waiter in record.waiters:
-                    if not waiter.done():
-                        waiter.set_exception(error)
-                record.waiters.clear()
+                _settle(record, error)
+                if record.id not in self._dirty and len(self._dirty) < self._max_pending:
+                    self._dirty[record.id] = record
+            self._wake.set()
             raise
         for record in records:
             record.saved = True
             if record.complete:
-                for waiter in record.waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-                record.waiters.clear()
-        if self._announce is not None:
-            try:
-                await self._announce(
-                    {
-                        "type": "captures.stored",
-                        "created": [_summary(row) for row in new],
-                        "updated": [_summary(row) for row in changed],
-                        "evicted": evicted,
-                    }
-                )
-            except Exception:  # the channel layer being down must not stop captures
-                log.exception("announcing captures failed")
+                _settle(record, None)
+        return {
+            "type": "captures.stored",
+            "created": [_summary(row) for row in new],
+            "updated": [_summary(row) for row in changed],
+            "evicted": evicted,
+        }
+
+
+class CaptureDropped(Exception):
+    pass
+
+
+def _settle(record: CaptureRecord, error: BaseException | None) -> None:
+    for waiter in record.waiters:
+        if not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+    record.waiters.clear()
 
 
 def _snapshot(record: CaptureRecord) -> dict[str, Any]:

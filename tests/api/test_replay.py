@@ -84,3 +84,13 @@ def test_a_request_can_be_replayed_right_after_its_response(agent, http_tunnel) 
     requests.get(http_tunnel["public_url"] + "/quick", timeout=10)
     newest = captures(agent, limit=1)[0]
     assert agent.api("POST", "/api/requests/http", {"id": newest["id"]}).status_code == 204
+
+
+def test_replay_into_a_tcp_tunnel_is_refused(agent, original) -> None:
+    agent.api("POST", "/api/tunnels", {"name": "raw", "proto": "tcp", "addr": "1"})
+    try:
+        response = agent.api("POST", "/api/requests/http", {"id": original["id"], "tunnel_name": "raw"})
+        assert response.status_code == 400
+        assert "only http tunnels replay" in response.json()["details"]["err"]
+    finally:
+        agent.api("DELETE", "/api/tunnels/raw")

@@ -108,3 +108,17 @@ def test_captures_are_announced_on_the_redis_channel_layer(
     [summary] = message["created"] or message["updated"]
     assert summary["uri"] == "/announced"
     assert summary["status_code"] == 200
+
+
+def test_capture_ids_sort_bytewise_on_postgresql(database_url: str, tmp_path) -> None:
+    agent = AgentProcess(tmp_path / "one", env={"DATABASE_URL": database_url}).start()  # migrates
+    agent.stop()
+    with psycopg.connect(database_url) as connection:
+        connection.execute(
+            "INSERT INTO agentapi_capture (id, tunnel_name, remote_addr, start, duration_ns, method, uri,"
+            " request_raw, request_size, stored_size, replay_of) VALUES"
+            " ('airt_a', 't', '', now(), 0, 'GET', '/', '', 0, 0, ''),"
+            " ('airt_Z', 't', '', now(), 0, 'GET', '/', '', 0, 0, '')"
+        )
+        ordered = [r[0] for r in connection.execute("SELECT id FROM agentapi_capture ORDER BY id")]
+        assert ordered == ["airt_Z", "airt_a"]  # bytewise, whatever the database's collation
