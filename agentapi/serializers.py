@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from rest_framework import serializers
 
-from .engine.http1 import parse_stored_head
+from .engine.http1 import parse_stored_head, reason_phrase
 from .models import Capture, Tunnel
 from .runtime import current_runtime
 
@@ -102,38 +102,6 @@ def go_time(moment: dt.datetime) -> str:
     return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
-_REASONS = {
-    100: "Continue",
-    101: "Switching Protocols",
-    200: "OK",
-    201: "Created",
-    202: "Accepted",
-    204: "No Content",
-    206: "Partial Content",
-    301: "Moved Permanently",
-    302: "Found",
-    303: "See Other",
-    304: "Not Modified",
-    307: "Temporary Redirect",
-    308: "Permanent Redirect",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    413: "Request Entity Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Entity",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
-
-
 class CaptureSerializer(serializers.BaseSerializer):
     def to_representation(self, capture: Capture) -> dict[str, Any]:
         request_raw = bytes(capture.request_raw)
@@ -144,7 +112,7 @@ class CaptureSerializer(serializers.BaseSerializer):
             head = parse_stored_head(response_raw, response=True)
             status = head.status or capture.status_code
             response = {
-                "status": f"{status} {head.reason or _REASONS.get(status, '')}".rstrip(),
+                "status": f"{status} {head.reason or reason_phrase(status)}".rstrip(),
                 "status_code": status,
                 "proto": f"HTTP/{head.version}",
                 "headers": header_map(head.headers),

@@ -49,6 +49,7 @@ class CaptureSink:
         self._task: asyncio.Task[None] | None = None
         # One flush at a time: a record's `saved` flag must be set before it is snapshot again.
         self._flushing = asyncio.Lock()
+        self._closing = False
         self.dropped = 0
 
     def start(self) -> None:
@@ -77,6 +78,7 @@ class CaptureSink:
         await self._flush()
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -89,7 +91,7 @@ class CaptureSink:
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(self._flush_interval)
@@ -105,7 +107,10 @@ class CaptureSink:
         # Outside the lock, bounded: a slow channel layer must not hold up storing or listing.
         if message is not None and self._announce is not None:
             try:
-                await asyncio.wait_for(self._announce(message), _ANNOUNCE_SECONDS)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation,
+                # which left close() waiting forever for this task.
+                async with asyncio.timeout(_ANNOUNCE_SECONDS):
+                    await self._announce(message)
             except Exception:  # the channel layer being down must not stop captures
                 log.exception("announcing captures failed")
 

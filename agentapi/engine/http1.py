@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import httptools
 
@@ -287,20 +288,23 @@ def chunk(data: bytes) -> bytes:
 
 LAST_CHUNK = b"0\r\n\r\n"
 
-_REASONS = {
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    403: b"Forbidden",
-    408: b"Request Timeout",
-    431: b"Request Header Fields Too Large",
-    502: b"Bad Gateway",
-    504: b"Gateway Timeout",
-}
+
+def reason_phrase(status: int) -> str:
+    if status == CLIENT_CLOSED_REQUEST:
+        return "Client Closed Request"
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+# nginx's status for an exchange whose client left before the answer.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def error_response(status: int, detail: str, *, keep_alive: bool = False) -> bytes:
     """A small self-contained HTML error page, as the real agent answers for a failed upstream."""
-    reason = _REASONS.get(status, b"Error")
+    reason = (reason_phrase(status) or "Error").encode("ascii")
     body = b"<!DOCTYPE html><html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>%s</p></body></html>\n" % (
         status,
         reason,

@@ -40,6 +40,7 @@ from .capture_id import CaptureIdFactory
 from .capture_record import CaptureRecord
 from .capture_sink import CaptureSink
 from .http1 import (
+    CLIENT_CLOSED_REQUEST,
     LAST_CHUNK,
     Body,
     ProtocolError,
@@ -66,8 +67,6 @@ _PAUSE_WAITING = 2
 
 # Methods a request may be sent twice with (Go's Transport rule); others need an Idempotency-Key.
 _REPLAYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
-# Status recorded for an exchange whose client left before the answer (nginx's convention).
-CLIENT_CLOSED = 499
 
 
 @dataclass(slots=True)
@@ -680,7 +679,7 @@ class ClientConnection(asyncio.Protocol):
         record = exchange.record
         if record is not None and record.status_code is None:
             # The client left before the answer (nginx's 499): a final state, not "pending".
-            record.status_code = CLIENT_CLOSED
+            record.status_code = CLIENT_CLOSED_REQUEST
             record.restart_response()
             record.response_raw = bytearray()
         self._complete_record(exchange)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.agent_process import ROOT
+from tests.support.echo import echo_server
 
 NGROK_BIN_DIR = ROOT / "bin"
 NGROK_PATH = NGROK_BIN_DIR / "ngrok"
@@ -73,18 +72,7 @@ def port_is_closed(port: int) -> bool:
     return False
 
 
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while data := self.request.recv(65536):
-            self.request.sendall(data)
-
-
 @pytest.fixture
 def echo_port() -> Iterator[int]:
-    """A TCP echo service on loopback."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with echo_server() as port:
+        yield port

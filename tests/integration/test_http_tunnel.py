@@ -195,8 +195,7 @@ def test_basic_auth_is_enforced_before_forwarding(agent, upstream) -> None:
 def test_uninspected_tunnels_forward_without_capturing(agent, upstream) -> None:
     tunnel = agent.start_tunnel(name="quiet", proto="http", addr=str(upstream.port), inspect=False)
     assert requests.get(tunnel["public_url"] + "/x", timeout=10).status_code == 200
-    time.sleep(0.3)
-    assert captures(agent) == []
+    assert captures(agent) == []  # listing stores whatever is queued first
 
 
 def test_replay_sends_the_stored_request_again_and_records_it(agent, upstream: Upstream, http_tunnel) -> None:

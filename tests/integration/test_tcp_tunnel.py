@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Iterator
@@ -11,22 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.agent_process import AgentProcess
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while data := self.request.recv(65536):
-            self.request.sendall(data)
+from tests.support.echo import echo_server
 
 
 @pytest.fixture
 def echo_port() -> Iterator[int]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with echo_server() as port:
+        yield port
 
 
 def connect(public_url: str) -> socket.socket:
@@ -43,8 +33,8 @@ def test_bytes_flow_both_ways_and_connections_are_counted(agent: AgentProcess, e
         sender = threading.Thread(target=sock.sendall, args=(payload,))
         sender.start()
         received = bytearray()
-        while len(received) < len(payload):
-            received += sock.recv(65536)
+        while len(received) < len(payload) and (data := sock.recv(65536)):
+            received += data
         sender.join()
         metrics = agent.api("GET", "/api/tunnels/echo").json()["metrics"]
         assert metrics["conns"]["gauge"] == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import socketserver
 import ssl
 import subprocess
 import threading
@@ -14,6 +13,7 @@ import pytest
 import requests
 
 from tests.support.agent_process import AgentProcess
+from tests.support.echo import echo_server
 from tests.support.upstream import Upstream
 
 # Unverified requests are on purpose where a test does not check the certificate.
@@ -49,20 +49,10 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while data := self.request.recv(65536):
-            self.request.sendall(data)
-
-
 @pytest.fixture
 def echo_port() -> Iterator[int]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with echo_server() as port:
+        yield port
 
 
 def tls_client(url: str, *, ca: Path | None = None) -> ssl.SSLSocket:
