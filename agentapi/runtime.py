@@ -27,6 +27,7 @@ from .tls_identity import https_context
 log = logging.getLogger(__name__)
 
 CAPTURES_GROUP = "captures"
+MAX_NAME_LENGTH = 200  # Tunnel.name's max_length
 TUNNELS_GROUP = "tunnels"
 
 _current: AgentRuntime | None = None
@@ -82,6 +83,11 @@ class AgentRuntime:
         name = name or definition.get("name") or await self._fresh_name(definition)
         if not isinstance(name, str) or not name.strip():
             raise TunnelConfigError("name must be a non-empty string")
+        if len(name) > MAX_NAME_LENGTH or name.endswith("/") or any(ord(c) < 32 for c in name):
+            # A trailing slash would be read as the optional one of the API paths.
+            raise TunnelConfigError(
+                f"name must be at most {MAX_NAME_LENGTH} characters, without control characters or a trailing /"
+            )
         specs = parse_definition(definition, name=name, public_host=settings.AGENT_PUBLIC_HOST)
         for spec in specs:
             if await sync_to_async(Tunnel.objects.filter(name=spec.name).exists)():

@@ -161,8 +161,8 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
             _stop(name)
         try:
             tunnel = self._start(body, name=name)
-        except TunnelStartFailed:
-            # The new listener could not open (port in use): put the old endpoint back.
+        except Exception:
+            # The new one could not start (port in use, a bad value): put the old endpoint back.
             if old is not None and running is not None:
                 self._restore(old, running.spec.definition)
             raise
@@ -184,7 +184,11 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         tunnel = _start(definition)
         # Keep the endpoint as posted: its upstream.url is echoed back as sent.
         tunnel.definition = {**definition, "upstream": body["upstream"], "endpoint": True}
-        Tunnel.objects.filter(pk=tunnel.pk).update(definition=tunnel.definition)
+        try:
+            Tunnel.objects.filter(pk=tunnel.pk).update(definition=tunnel.definition)
+        except Exception:
+            _stop(tunnel.name)  # no listener left running without its row
+            raise
         return tunnel
 
     def _restore(self, old: Tunnel, definition: dict[str, Any]) -> None:
@@ -229,6 +233,8 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
             raise RequestNotFound(body["id"])
         # pyngrok sends tunnel_name (null when unset); npm sends tunnelName.
         tunnel_name = body.get("tunnel_name") or body.get("tunnelName") or capture.tunnel_name
+        if not isinstance(tunnel_name, str):
+            raise BadRequest("tunnel_name must be a string")
         runtime = _runtime()
         target = runtime.engine.tunnel(tunnel_name)
         if target is None:

@@ -135,7 +135,9 @@ WSGI_APPLICATION = None
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'agent.sqlite3'}"),
-        conn_max_age=env_int("AGENT_DB_CONN_MAX_AGE", 60),
+        # 0 under ASGI (Django's advice): each sync view runs in a thread of its own, and kept
+        # connections would pile up file handles until a garbage collection.
+        conn_max_age=env_int("AGENT_DB_CONN_MAX_AGE", 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -170,7 +172,7 @@ STATIC_ROOT = DATA_DIR / "static"
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["agentapi.go_json.GoJSONRenderer"],
     # The real agent refuses non-JSON bodies (a defence against cross-site form posts).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["agentapi.json_body.StrictJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,

@@ -91,7 +91,7 @@ class TunnelContext:
     def __post_init__(self) -> None:
         self.public_scheme = "https" if self.spec.public_tls else "http"
         self.pool = UpstreamPool(self.spec)
-        self.host_header = _host_header(self.spec)
+        self.host_header = self.spec.forward_host
         self.loop = asyncio.get_running_loop()
 
     @property
@@ -300,11 +300,14 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(error)
 
     def eof_received(self) -> bool | None:
-        # A half-closed client may still want its response; close once it is written.
         self.client_eof = True
-        if self.current is None:
+        exchange = self.current
+        if exchange is None:
             return None
-        return True
+        if not exchange.request_done and not self.piping:
+            # Gone in the middle of its request: nothing can complete it; let go of both sides.
+            return None
+        return True  # a half-closed client may still want its response; close once it is written
 
     def pause_writing(self) -> None:
         self.write_blocked = True
@@ -648,6 +651,9 @@ class ClientConnection(asyncio.Protocol):
                         self._resume(_PAUSE_WAITING)
                     return
                 exchange = self.current = self.waiting.popleft()
+                if self.client_eof and not exchange.request_done:
+                    self._close()  # the client left in the middle of this one
+                    return
                 if exchange.held is not None:
                     self.holding = exchange
                 self._begin(exchange)
@@ -842,25 +848,13 @@ def _authorized(spec: TunnelSpec, head: RequestHead) -> bool:
     if not value or value[:6].lower() != b"basic ":
         return False
     try:
-        user, _, password = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+        user, _, password = base64.b64decode(value[6:].strip(), validate=True).partition(b":")
+    except binascii.Error:
         return False
+    # Bytes, not str: compare_digest refuses non-ASCII str. No early exit: constant time.
     return any(
-        hmac.compare_digest(user, u) & hmac.compare_digest(password, p)  # no early exit: constant time
-        for u, p in spec.basic_auth
+        hmac.compare_digest(user, u.encode()) & hmac.compare_digest(password, p.encode()) for u, p in spec.basic_auth
     )
-
-
-def _host_header(spec: TunnelSpec) -> bytes | None:
-    mode = spec.host_header
-    if not mode or mode == "preserve":
-        return None
-    if mode == "rewrite":
-        upstream = spec.upstream
-        default = 443 if upstream.scheme == "https" else 80
-        host = upstream.host if upstream.port == default else f"{upstream.host}:{upstream.port}"
-        return host.encode("idna")
-    return mode.encode("latin-1")
 
 
 def _dial_error(spec: TunnelSpec, error: OSError) -> str:

@@ -75,6 +75,7 @@ class TunnelSpec:
     listen_port: int  # 0: ephemeral
     basic_auth: tuple[tuple[str, str], ...] = ()
     host_header: str = ""  # "", "rewrite", "preserve" or a literal
+    forward_host: bytes | None = None  # what host_header means for this upstream (None: keep Host)
     allow_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     deny_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     request_header_add: tuple[tuple[bytes, bytes], ...] = ()
@@ -98,7 +99,9 @@ def normalise_addr(proto: str, addr: Any) -> str:
     if "://" in text:
         _split_url(text)  # validates
         return text
-    if text.lstrip("+-").isdigit():  # a bare port; a JSON number arrives as int (npm sends one)
+    if (
+        text.lstrip("+-").isascii() and text.lstrip("+-").isdigit()
+    ):  # a bare port; a JSON number arrives as int (npm sends one)
         host, port = "localhost", int(text)
     else:
         host, port = _split_host_port(text, default_port=80 if proto == "http" else None)
@@ -161,6 +164,7 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
         spec,
         basic_auth=_basic_auth(definition),
         host_header=_string(definition, "host_header"),
+        forward_host=_forward_host(spec, _string(definition, "host_header")),
         **_request_header(definition.get("request_header")),
     )
     schemes = _schemes(definition)
@@ -264,14 +268,46 @@ def _request_header(raw: Any) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict) or set(raw) - {"add", "remove"}:
         raise TunnelConfigError("request_header takes add and remove lists")
+    entries, names = raw.get("add") or [], raw.get("remove") or []
+    if not isinstance(entries, list) or not isinstance(names, list):
+        raise TunnelConfigError("request_header.add and request_header.remove must be lists of strings")
     add = []
-    for entry in raw.get("add") or []:
-        name, sep, value = str(entry).partition(":")
+    for entry in entries:
+        name, sep, value = entry.partition(":") if isinstance(entry, str) else ("", "", "")
         if not sep or not _TOKEN.fullmatch(name.strip()):
             raise TunnelConfigError(f'invalid request_header.add entry {entry!r}: expected "Name: value"')
-        add.append((name.strip().encode("latin-1"), value.strip().encode("latin-1")))
-    remove = frozenset(str(n).strip().lower().encode("latin-1") for n in raw.get("remove") or [])
-    return {"request_header_add": tuple(add), "request_header_remove": remove}
+        add.append((name.strip().encode("ascii"), _field_value(value.strip(), f"request_header.add {entry!r}")))
+    remove = set()
+    for name in names:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name.strip()):
+            raise TunnelConfigError(f"invalid request_header.remove entry {name!r}: a header name")
+        remove.add(name.strip().lower().encode("ascii"))
+    return {"request_header_add": tuple(add), "request_header_remove": frozenset(remove)}
+
+
+def _field_value(value: str, what: str) -> bytes:
+    """A header value as bytes: no control characters (CR/LF would inject headers upstream)."""
+    if _CONTROL.search(value):
+        raise TunnelConfigError(f"{what}: control characters are not allowed in a header value")
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise TunnelConfigError(f"{what}: header values must be Latin-1 text") from None
+
+
+def _forward_host(spec: TunnelSpec, mode: str) -> bytes | None:
+    """The Host header sent upstream: kept (None), the upstream's (rewrite) or a literal."""
+    if not mode or mode == "preserve":
+        return None
+    if mode == "rewrite":
+        upstream = spec.upstream
+        default = 443 if upstream.scheme == "https" else 80
+        host = upstream.host if upstream.port == default else f"{upstream.host}:{upstream.port}"
+        try:
+            return host.encode("idna")
+        except UnicodeError:
+            raise TunnelConfigError(f"host_header rewrite: {upstream.host!r} is not a valid host name") from None
+    return _field_value(mode, "host_header")
 
 
 def _string(definition: dict[str, Any], key: str) -> str:
@@ -284,6 +320,8 @@ def _string(definition: dict[str, Any], key: str) -> str:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HOST = re.compile(r"[A-Za-z0-9._\-]+|[0-9A-Fa-f:.%]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _split_url(url: str) -> tuple[str, str, int | None]:
@@ -308,10 +346,18 @@ def _split_host_port(text: str, *, default_port: int | None) -> tuple[str, int]:
     if not port_text:
         if default_port is None:
             raise TunnelConfigError(f"invalid address {text!r}: host:port expected")
-        return host or "localhost", default_port
-    if not port_text.isdigit():
+        return _checked_host(host, text) or "localhost", default_port
+    if not (port_text.isascii() and port_text.isdigit()):
         raise TunnelConfigError(f"invalid port in {text!r}")
-    return host or "localhost", int(port_text)
+    return _checked_host(host, text) or "localhost", int(port_text)
+
+
+def _checked_host(host: str, text: str) -> str:
+    # ASCII host names and IP literals only (an IDN goes in its punycode form): anything else
+    # could not be dialled or sent as a Host header.
+    if host and not _HOST.fullmatch(host):
+        raise TunnelConfigError(f"invalid host in {text!r}")
+    return host
 
 
 def _check_port(port: int, *, allow_zero: bool = False) -> None:

@@ -288,7 +288,7 @@ async def _serve(
         access_log=False,
         log_config=None,
         ws="websockets",
-        http="httptools",
+        http="dashboard.bounded_http:BoundedHttpToolsProtocol",
     )
     server = uvicorn.Server(uv_config)
     uv_config.load()
