@@ -8,10 +8,8 @@ config_version "2" (/api/tunnels). pyngrok starts the agent itself (`start --non
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import requests
@@ -24,8 +22,6 @@ from tests.compat.conftest import NGROK_PATH, port_is_closed, write_config
 from tests.support.upstream import Upstream, free_port
 
 pytestmark = pytest.mark.compat
-
-T = TypeVar("T")
 
 
 def config_for(tmp_path: Path, version: str, web_port: int | None = None) -> conf.PyngrokConfig:
@@ -56,14 +52,6 @@ def pyngrok_config(
         ngrok.kill(config)  # SIGKILL and wait, like pyngrok users do
 
 
-def eventually(probe: Callable[[], T], timeout: float = 5.0) -> T:
-    """The first truthy result of probe(), polled until timeout (then the last result)."""
-    deadline = time.monotonic() + timeout
-    while not (result := probe()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return result
-
-
 def test_http_and_tcp_tunnels_through_pyngrok(
     pyngrok_config: conf.PyngrokConfig, upstream: Upstream, echo_port: int
 ) -> None:
@@ -89,8 +77,8 @@ def test_http_and_tcp_tunnels_through_pyngrok(
     assert tunnel.metrics["http"]["count"] == 1
     assert tunnel.metrics["conns"]["count"] >= 1
 
-    # The capture is stored just after the exchange (batched writes): wait for it, bounded.
-    captured = eventually(lambda: agent.get_requests(pyngrok_config=config))
+    # Listed as soon as the response reached the client: the API stores queued captures first.
+    captured = agent.get_requests(pyngrok_config=config)
     assert len(captured) == 1
     original = captured[0]
     assert original.tunnel_name == tunnel.name
@@ -145,6 +133,19 @@ def test_http_and_tcp_tunnels_through_pyngrok(
     assert ngrok_process.proc.poll() is not None
     assert not process.is_process_running(config.ngrok_path)
     assert port_is_closed(web_port)
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_bind_tls_gives_an_https_tunnel(pyngrok_config: conf.PyngrokConfig, upstream: Upstream) -> None:
+    tunnel = ngrok.connect(str(upstream.port), bind_tls=True, pyngrok_config=pyngrok_config)
+    assert tunnel.public_url is not None
+    assert tunnel.public_url.startswith("https://127.0.0.1:")
+    # The agent's certificate is self-signed: this client chooses not to verify it.
+    response = requests.get(tunnel.public_url + "/over-tls", verify=False, timeout=10)
+    assert response.status_code == 200
+    assert upstream.received[-1].header("X-Forwarded-Proto") == "https"
+    ngrok.disconnect(tunnel.public_url, pyngrok_config=pyngrok_config)
+    assert ngrok.get_tunnels(pyngrok_config) == []
 
 
 def test_version_auth_token_and_api_key_commands(tmp_path: Path, agent_data_dir: Path) -> None:
