@@ -18,6 +18,8 @@ class Tunnel(models.Model):
     definition = models.JSONField(default=dict)
     # Which agent process owns the listener (several agents may share one database).
     agent_id = models.CharField(max_length=64, db_index=True)
+    # The owner's channel on the channel layer: another agent's API routes a stop there.
+    agent_channel = models.CharField(max_length=200, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

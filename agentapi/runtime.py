@@ -6,6 +6,8 @@ database work goes to a thread (`sync_to_async`), never onto the loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -27,10 +29,15 @@ from .tls_identity import https_context
 log = logging.getLogger(__name__)
 
 CAPTURES_GROUP = "captures"
+PEER_TIMEOUT = 5.0
 MAX_NAME_LENGTH = 200  # Tunnel.name's max_length
 TUNNELS_GROUP = "tunnels"
 
 _current: AgentRuntime | None = None
+
+
+class PeerUnavailable(Exception):
+    """The tunnel runs in another agent that cannot be asked (no shared channel layer, no answer)."""
 
 
 def current_runtime() -> AgentRuntime | None:
@@ -41,6 +48,8 @@ class AgentRuntime:
     def __init__(self, *, inspect_db_size: int) -> None:
         self.agent_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.layer = get_channel_layer()
+        self.channel = ""  # this agent's channel on the layer, for requests from other agents
+        self._peers: asyncio.Task[None] | None = None
         self.store: OrmCaptureStore | None = None
         sink = None
         if inspect_db_size >= 0:
@@ -62,12 +71,20 @@ class AgentRuntime:
         if self.sink is not None:
             self.sink.start()
         self.engine.start()
+        if self.layer is not None:
+            self.channel = await self.layer.new_channel("agent.")
+            self._peers = asyncio.get_running_loop().create_task(self._serve_peers(), name="peer-requests")
         _current = self
 
     async def close(self) -> None:
         """Stop every listener, then write every pending capture."""
         global _current
         names = [tunnel.name for tunnel in self.engine.tunnels()]
+        if self._peers is not None:
+            self._peers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._peers
+            self._peers = None
         await self.engine.close()
         await sync_to_async(Tunnel.objects.filter(agent_id=self.agent_id).delete)()
         if self.sink is not None:
@@ -113,6 +130,38 @@ class AgentRuntime:
         await sync_to_async(Tunnel.objects.filter(name=name, agent_id=self.agent_id).delete)()
         await self._announce_tunnel("tunnel.stopped", name)
 
+    async def stop_elsewhere(self, tunnel: Tunnel) -> None:
+        """Ask the agent that runs `tunnel` (sharing this database and channel layer) to stop it."""
+        if self.layer is None or not tunnel.agent_channel:
+            raise PeerUnavailable(f'tunnel "{tunnel.name}" runs in another agent ({tunnel.agent_id}); stop it there')
+        reply_to = await self.layer.new_channel("reply.")
+        await self.layer.send(tunnel.agent_channel, {"type": "tunnel.stop", "name": tunnel.name, "reply_to": reply_to})
+        try:
+            async with asyncio.timeout(PEER_TIMEOUT):
+                reply = await self.layer.receive(reply_to)
+        except TimeoutError:
+            raise PeerUnavailable(
+                f'the agent running tunnel "{tunnel.name}" ({tunnel.agent_id}) did not answer in {PEER_TIMEOUT:g} s'
+            ) from None
+        if not reply.get("ok"):
+            raise KeyError(tunnel.name)
+
+    async def _serve_peers(self) -> None:
+        assert self.layer is not None
+        while True:
+            message = await self.layer.receive(self.channel)
+            if message.get("type") != "tunnel.stop" or not message.get("reply_to"):
+                continue
+            try:
+                await self.stop_tunnel(str(message.get("name")))
+                reply = {"type": "tunnel.stop.reply", "ok": True}
+            except KeyError:
+                reply = {"type": "tunnel.stop.reply", "ok": False}
+            try:
+                await self.layer.send(message["reply_to"], reply)
+            except Exception:  # the asking agent may be gone; this one goes on serving
+                log.exception("answering a peer failed")
+
     async def _fresh_name(self, definition: dict[str, Any]) -> str:
         proto = str(definition.get("proto", "http"))
         addr = re.sub(r"[^A-Za-z0-9.]+", "-", str(definition.get("addr", ""))).strip("-")
@@ -129,6 +178,7 @@ class AgentRuntime:
             inspect=spec.inspect,
             definition=spec.definition,
             agent_id=self.agent_id,
+            agent_channel=self.channel,
         )
 
     # --- captures ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from .errors import (
     TunnelStartFailed,
 )
 from .models import Capture, Tunnel
-from .runtime import AgentRuntime, current_runtime
+from .runtime import AgentRuntime, PeerUnavailable, current_runtime
 from .serializers import CaptureSerializer, EndpointSerializer, TunnelSerializer
 
 DEFAULT_REQUEST_LIMIT = 100
@@ -90,13 +90,16 @@ def _stop(name: str) -> None:
     if tunnel is None:
         raise TunnelNotFound(name)
     runtime = _runtime()
-    if tunnel.agent_id != runtime.agent_id:
-        # Several agents share the database; only the one holding the listener can close it.
-        raise TunnelOwnedElsewhere(f'tunnel "{name}" runs in another agent ({tunnel.agent_id}); stop it there')
     try:
-        async_to_sync(runtime.stop_tunnel)(name)
+        if tunnel.agent_id == runtime.agent_id:
+            async_to_sync(runtime.stop_tunnel)(name)
+        else:
+            # Several agents share the database; the one holding the listener closes it.
+            async_to_sync(runtime.stop_elsewhere)(tunnel)
     except KeyError:
         raise TunnelNotFound(name) from None
+    except PeerUnavailable as error:
+        raise TunnelOwnedElsewhere(str(error)) from None
 
 
 def _tunnel(name: str) -> Tunnel:
