@@ -20,6 +20,9 @@ class Tunnel(models.Model):
     agent_id = models.CharField(max_length=64, db_index=True)
     # The owner's channel on the channel layer: another agent's API routes a stop there.
     agent_channel = models.CharField(max_length=200, blank=True, default="")
+    # Refreshed by the owner every HEARTBEAT_SECONDS; rows left by an agent that died (on any host)
+    # are removed once it is stale.
+    heartbeat = models.DateTimeField(null=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

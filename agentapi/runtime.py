@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import timezone
 
 from .capture_store import OrmCaptureStore
 from .engine.capture_sink import CaptureSink
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CAPTURES_GROUP = "captures"
 PEER_TIMEOUT = 5.0
+HEARTBEAT_SECONDS = 15
+STALE_AFTER = dt.timedelta(seconds=4 * HEARTBEAT_SECONDS)
 MAX_NAME_LENGTH = 200  # Tunnel.name's max_length
 TUNNELS_GROUP = "tunnels"
 
@@ -50,6 +54,7 @@ class AgentRuntime:
         self.layer = get_channel_layer()
         self.channel = ""  # this agent's channel on the layer, for requests from other agents
         self._peers: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
         self.store: OrmCaptureStore | None = None
         sink = None
         if inspect_db_size >= 0:
@@ -67,6 +72,7 @@ class AgentRuntime:
     async def start(self) -> None:
         global _current
         await sync_to_async(_forget_stale_tunnels)()
+        self._beats = asyncio.get_running_loop().create_task(self._heartbeat(), name="tunnel-heartbeat")
         self.engine.https_context = await sync_to_async(https_context)()
         if self.sink is not None:
             self.sink.start()
@@ -80,11 +86,12 @@ class AgentRuntime:
         """Stop every listener, then write every pending capture."""
         global _current
         names = [tunnel.name for tunnel in self.engine.tunnels()]
-        if self._peers is not None:
-            self._peers.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._peers
-            self._peers = None
+        for task in (self._peers, self._beats):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._peers = self._beats = None
         await self.engine.close()
         await sync_to_async(Tunnel.objects.filter(agent_id=self.agent_id).delete)()
         if self.sink is not None:
@@ -146,6 +153,18 @@ class AgentRuntime:
         if not reply.get("ok"):
             raise KeyError(tunnel.name)
 
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await sync_to_async(self._beat)()
+            except Exception:  # a database hiccup must not stop the agent; the next beat retries
+                log.exception("tunnel heartbeat failed")
+
+    def _beat(self) -> None:
+        Tunnel.objects.filter(agent_id=self.agent_id).update(heartbeat=timezone.now())
+        _forget_stale_tunnels()
+
     async def _serve_peers(self) -> None:
         assert self.layer is not None
         while True:
@@ -179,6 +198,7 @@ class AgentRuntime:
             definition=spec.definition,
             agent_id=self.agent_id,
             agent_channel=self.channel,
+            heartbeat=timezone.now(),
         )
 
     # --- captures ---------------------------------------------------------------------------
@@ -209,9 +229,9 @@ class AgentRuntime:
 
 
 def _forget_stale_tunnels() -> None:
-    """Rows of a previous run of this agent are not running any more."""
-    stale = Tunnel.objects.exclude(agent_id__in=_live_agent_ids())
-    stale.delete()
+    """Rows whose agent is gone: a dead process on this host, or no heartbeat for a while."""
+    Tunnel.objects.exclude(agent_id__in=_live_agent_ids()).delete()
+    Tunnel.objects.filter(heartbeat__lt=timezone.now() - STALE_AFTER).delete()
 
 
 def _live_agent_ids() -> list[str]:

@@ -125,3 +125,22 @@ def test_capture_ids_sort_bytewise_on_postgresql(database_url: str, tmp_path) ->
         )
         ordered = [r[0] for r in connection.execute("SELECT id FROM agentapi_capture ORDER BY id")]
         assert ordered == ["airt_Z", "airt_a"]  # bytewise, whatever the database's collation
+
+
+def test_rows_of_an_agent_that_died_on_another_host_are_removed(database_url: str, tmp_path) -> None:
+    AgentProcess(tmp_path / "migrate", env={"DATABASE_URL": database_url}).start().stop()
+    with psycopg.connect(database_url) as connection:
+        connection.execute(
+            "INSERT INTO agentapi_tunnel (name, tunnel_id, proto, public_url, addr, inspect, definition, agent_id,"
+            " agent_channel, heartbeat, created) VALUES"
+            " ('dead', 'a1', 'http', 'http://10.9.9.9:1', 'http://localhost:1', true, '{}', 'elsewhere:1:x', '',"
+            "  now() - interval '10 minutes', now()),"
+            " ('alive', 'a2', 'http', 'http://10.9.9.9:2', 'http://localhost:2', true, '{}', 'elsewhere:2:y', '',"
+            "  now(), now())"
+        )
+    agent = AgentProcess(tmp_path / "one", env={"DATABASE_URL": database_url}).start()
+    try:
+        names = [t["name"] for t in agent.api("GET", "/api/tunnels").json()["tunnels"]]
+    finally:
+        agent.stop()
+    assert names == ["alive"]  # the other host's agent that still beats keeps its tunnel
