@@ -17,7 +17,7 @@ from .capture_id import CaptureIdFactory
 from .capture_record import CaptureRecord
 from .capture_sink import CaptureSink
 from .http1 import ProtocolError, ResponseParser, error_response, parse_stored_head
-from .http_proxy import ClientConnection, TunnelContext
+from .http_proxy import ClientConnection, TunnelContext, upstream_tls
 from .metrics import TICK_SECONDS, TunnelMetrics
 from .tcp_pipe import PublicSide
 from .tunnel_spec import TunnelSpec
@@ -226,12 +226,7 @@ class Engine:
 
     async def _exchange(self, spec: TunnelSpec, raw: bytes, record: CaptureRecord) -> int:
         upstream = spec.upstream
-        context = None
-        if upstream.scheme == "https":
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        reader, writer = await asyncio.open_connection(upstream.host, upstream.port, ssl=context)
+        reader, writer = await asyncio.open_connection(upstream.host, upstream.port, ssl=upstream_tls(spec))
         try:
             writer.write(raw)
             parser = ResponseParser()

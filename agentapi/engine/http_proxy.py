@@ -106,6 +106,17 @@ class TunnelContext:
         self.pool.sweep()
 
 
+def upstream_tls(spec: TunnelSpec) -> ssl.SSLContext | None:
+    """How to speak TLS to an https:// addr: unverified, as ngrok does (local services are
+    usually self-signed)."""
+    if spec.upstream.scheme != "https":
+        return None
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class UpstreamPool:
     """Idle keep-alive connections to the local service, newest reused first."""
 
@@ -113,13 +124,7 @@ class UpstreamPool:
         self._spec = spec
         self._idle: list[tuple[float, UpstreamConnection]] = []
         self.closed = False
-        self._ssl: ssl.SSLContext | None = None
-        if spec.upstream.scheme == "https":
-            # The local service is usually self-signed; ngrok does not verify it either.
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            self._ssl = context
+        self._ssl = upstream_tls(spec)
 
     def take(self) -> UpstreamConnection | None:
         while self._idle:

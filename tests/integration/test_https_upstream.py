@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -11,31 +10,12 @@ from pathlib import Path
 import requests
 
 from tests.support.agent_process import AgentProcess
+from tests.support.certificates import make_certificate
 from tests.support.upstream import start_upstream
 
 
 def test_an_https_addr_is_reached_over_tls(agent: AgentProcess, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_certificate(tmp_path)
     upstream = start_upstream()
     server: ThreadingHTTPServer = upstream.server
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
