@@ -85,7 +85,8 @@ class OrmCaptureStore:
             before = dict(cursor.fetchall())
             cursor.executemany(
                 f"UPDATE {table} SET duration_ns=%s, request_raw=%s, request_size=%s, response_raw=%s,"
-                " response_size=%s, status_code=%s, stored_size=%s WHERE id=%s",
+                " response_size=%s, status_code=%s, stored_size=%s, request_complete=%s, response_complete=%s,"
+                " incomplete_reason=%s WHERE id=%s",
                 [
                     (
                         row["duration_ns"],
@@ -95,6 +96,9 @@ class OrmCaptureStore:
                         row["response_size"],
                         row["status_code"],
                         row["stored_size"],
+                        row["request_complete"],
+                        row["response_complete"],
+                        row["incomplete_reason"],
                         row["id"],
                     )
                     for row in rows
@@ -163,4 +167,7 @@ _COLUMNS = (
     "status_code",
     "stored_size",
     "replay_of",
+    "request_complete",
+    "response_complete",
+    "incomplete_reason",
 )

@@ -54,6 +54,11 @@ class Capture(models.Model):
     # Bytes this row holds, for the inspect_db_size budget (kept here to avoid LENGTH() scans).
     stored_size = models.BigIntegerField(default=0)
     replay_of = models.CharField(max_length=40, blank=True, default="")
+    # Whether each message crossed whole (as opposed to cut by the capture limit, which the sizes
+    # tell): a client that left mid-upload, a service that closed mid-response. Why, when not.
+    request_complete = models.BooleanField(default=True)
+    response_complete = models.BooleanField(default=True)
+    incomplete_reason = models.CharField(max_length=300, blank=True, default="")
 
     class Meta:
         ordering = ["-id"]

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 CAPTURES_GROUP = "captures"
 PEER_TIMEOUT = 5.0
-HEARTBEAT_SECONDS = 15
-STALE_AFTER = dt.timedelta(seconds=4 * HEARTBEAT_SECONDS)
 MAX_NAME_LENGTH = 200  # Tunnel.name's max_length
 TUNNELS_GROUP = "tunnels"
 
@@ -55,6 +53,9 @@ class AgentRuntime:
         self.channel = ""  # this agent's channel on the layer, for requests from other agents
         self._peers: asyncio.Task[None] | None = None
         self._beats: asyncio.Task[None] | None = None
+        # Held while tunnels start or stop and while the heartbeat checks their rows, so a beat
+        # never writes back the row of a tunnel that is stopping, nor one that is being written.
+        self._mirror_lock = asyncio.Lock()
         self.store: OrmCaptureStore | None = None
         sink = None
         if inspect_db_size >= 0:
@@ -71,7 +72,7 @@ class AgentRuntime:
 
     async def start(self) -> None:
         global _current
-        await sync_to_async(_forget_stale_tunnels)()
+        await sync_to_async(_forget_stale_tunnels)(self.agent_id)
         self._beats = asyncio.get_running_loop().create_task(self._heartbeat(), name="tunnel-heartbeat")
         self.engine.https_context = await sync_to_async(https_context)()
         if self.sink is not None:
@@ -113,6 +114,13 @@ class AgentRuntime:
                 f"name must be at most {MAX_NAME_LENGTH} characters, without control characters or a trailing /"
             )
         specs = parse_definition(definition, name=name, public_host=settings.AGENT_PUBLIC_HOST)
+        async with self._mirror_lock:
+            started = await self._start_specs(specs)
+        for tunnel in started:
+            await self._announce_tunnel("tunnel.started", tunnel.name)
+        return started
+
+    async def _start_specs(self, specs: list[TunnelSpec]) -> list[RunningTunnel]:
         for spec in specs:
             if await sync_to_async(Tunnel.objects.filter(name=spec.name).exists)():
                 raise TunnelExists(f'tunnel "{spec.name}" already exists')
@@ -128,13 +136,12 @@ class AgentRuntime:
                 await self.engine.stop_tunnel(tunnel.name)
                 await sync_to_async(Tunnel.objects.filter(name=tunnel.name, agent_id=self.agent_id).delete)()
             raise
-        for tunnel in started:
-            await self._announce_tunnel("tunnel.started", tunnel.name)
         return started
 
     async def stop_tunnel(self, name: str) -> None:
-        await self.engine.stop_tunnel(name)  # KeyError: not running here
-        await sync_to_async(Tunnel.objects.filter(name=name, agent_id=self.agent_id).delete)()
+        async with self._mirror_lock:
+            await self.engine.stop_tunnel(name)  # KeyError: not running here
+            await sync_to_async(Tunnel.objects.filter(name=name, agent_id=self.agent_id).delete)()
         await self._announce_tunnel("tunnel.stopped", name)
 
     async def stop_elsewhere(self, tunnel: Tunnel) -> None:
@@ -155,15 +162,30 @@ class AgentRuntime:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(settings.AGENT_HEARTBEAT_SECONDS)
+            await self.beat()
+
+    async def beat(self) -> None:
+        """Refresh this agent's rows, put back any that went missing, and forget dead agents' rows.
+
+        The engine is the truth: a row of a running tunnel that someone deleted (an agent that
+        thought this one dead, a restore) is written again, so the API never loses a live tunnel.
+        """
+        async with self._mirror_lock:  # no tunnel starts or stops while its row is checked
+            running = list(self.engine.tunnels())
             try:
-                await sync_to_async(self._beat)()
+                await sync_to_async(self._beat)(running)
             except Exception:  # a database hiccup must not stop the agent; the next beat retries
                 log.exception("tunnel heartbeat failed")
 
-    def _beat(self) -> None:
+    def _beat(self, running: list[RunningTunnel]) -> None:
         Tunnel.objects.filter(agent_id=self.agent_id).update(heartbeat=timezone.now())
-        _forget_stale_tunnels()
+        mirrored = set(Tunnel.objects.filter(agent_id=self.agent_id).values_list("name", flat=True))
+        for tunnel in running:
+            if tunnel.name not in mirrored:
+                log.warning("tunnel %s had lost its row; written again", tunnel.name)
+                self._mirror(tunnel)
+        _forget_stale_tunnels(self.agent_id)
 
     async def _serve_peers(self) -> None:
         assert self.layer is not None
@@ -228,17 +250,23 @@ class AgentRuntime:
             log.exception("channel layer send failed")
 
 
-def _forget_stale_tunnels() -> None:
-    """Rows whose agent is gone: a dead process on this host, or no heartbeat for a while."""
-    Tunnel.objects.exclude(agent_id__in=_live_agent_ids()).delete()
-    Tunnel.objects.filter(heartbeat__lt=timezone.now() - STALE_AFTER).delete()
+def _forget_stale_tunnels(own_agent_id: str) -> None:
+    """Delete the rows of agents that are gone: a dead process on this host (or an earlier
+    process that had this one's pid), or no heartbeat for AGENT_STALE_AFTER_BEATS periods.
+
+    Never this agent's own rows: it refreshes them itself (`AgentRuntime.beat`).
+    """
+    stale_after = dt.timedelta(seconds=settings.AGENT_HEARTBEAT_SECONDS * settings.AGENT_STALE_AFTER_BEATS)
+    others = Tunnel.objects.exclude(agent_id=own_agent_id)
+    others.exclude(agent_id__in=_live_agent_ids(own_agent_id)).delete()
+    others.filter(heartbeat__lt=timezone.now() - stale_after).delete()
 
 
-def _live_agent_ids() -> list[str]:
+def _live_agent_ids(own_agent_id: str) -> list[str]:
     # Only this host's agents can be checked; a row whose process is gone is stale.
     live = []
     host = socket.gethostname()
-    for agent_id in Tunnel.objects.values_list("agent_id", flat=True).distinct():
+    for agent_id in Tunnel.objects.exclude(agent_id=own_agent_id).values_list("agent_id", flat=True).distinct():
         agent_host, _, rest = agent_id.partition(":")
         pid = rest.partition(":")[0]
         if agent_host != host or (pid.isdigit() and _pid_alive(int(pid))):
@@ -248,7 +276,7 @@ def _live_agent_ids() -> list[str]:
 
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
-        return False  # this process is starting: its rows are from before
+        return False  # another agent id with this process's pid: an earlier process's rows
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

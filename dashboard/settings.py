@@ -29,6 +29,19 @@ def env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise SystemExit(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -87,6 +100,10 @@ AGENT_HEAD_TIMEOUT = env_int("AGENT_HEAD_TIMEOUT", 30)
 AGENT_IDLE_TIMEOUT = env_int("AGENT_IDLE_TIMEOUT", 90)
 # Captures waiting for the database before new ones are dropped (forwarding never waits).
 AGENT_CAPTURE_QUEUE = env_int("AGENT_CAPTURE_QUEUE", 20000)
+# Seconds between refreshes of this agent's tunnel rows; rows without a refresh for
+# AGENT_STALE_AFTER_BEATS periods belong to an agent that died and are removed by any agent.
+AGENT_HEARTBEAT_SECONDS = env_float("AGENT_HEARTBEAT_SECONDS", 15.0)
+AGENT_STALE_AFTER_BEATS = env_int("AGENT_STALE_AFTER_BEATS", 4)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -22,7 +22,11 @@ class CaptureRecord:
     status_code: int | None = None
     duration_ns: int = 0
     replay_of: str = ""
-    complete: bool = False
+    complete: bool = False  # the exchange is over (whatever its outcome); the row is final
+    # Whether each message crossed whole; `incomplete_reason` says why not (empty when both did).
+    request_complete: bool = True
+    response_complete: bool = True
+    incomplete_reason: str = ""
     # Set by the sink: whether a row exists, and who waits for the completed row to be stored.
     saved: bool = False
     saved_size: int = 0
@@ -47,6 +51,15 @@ class CaptureRecord:
         """Forget what the upstream sent: the agent's own error page replaces it."""
         self.response_raw = None
         self.response_size = 0
+
+    def mark_incomplete(self, *, request: bool = False, response: bool = False, reason: str) -> None:
+        """Flag a side that did not cross whole; the first reason given is kept."""
+        if request:
+            self.request_complete = False
+        if response:
+            self.response_complete = False
+        if not self.incomplete_reason:
+            self.incomplete_reason = reason
 
     @property
     def stored_size(self) -> int:

@@ -176,6 +176,9 @@ def _snapshot(record: CaptureRecord) -> dict[str, Any]:
         "status_code": record.status_code if record.complete else None,
         "stored_size": record.stored_size,
         "replay_of": record.replay_of,
+        "request_complete": record.request_complete,
+        "response_complete": record.response_complete,
+        "incomplete_reason": record.incomplete_reason,
     }
 
 
@@ -191,4 +194,6 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         "request_size": row["request_size"],
         "response_size": row["response_size"],
         "remote_addr": row["remote_addr"],
+        "request_complete": row["request_complete"],
+        "response_complete": row["response_complete"],
     }

@@ -25,7 +25,9 @@ class AgentProcess:
         self.args = list(args)
         inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         # Each agent gets its own SQLite and in-memory layer unless a test asks for the services.
-        self.env = {**inherited, "AGENT_DATA_DIR": str(data_dir), **(env or {})}
+        # Heartbeats every half second: every test's tunnels live through many of the agent's
+        # periodic checks, as they do in hours of real use.
+        self.env = {**inherited, "AGENT_DATA_DIR": str(data_dir), "AGENT_HEARTBEAT_SECONDS": "0.5", **(env or {})}
         self.lines: list[str] = []
         self.public_urls: dict[str, str] = {}
         self.api_url = ""
