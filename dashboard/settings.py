@@ -85,6 +85,9 @@ AGENT_PUBLIC_HOST = env_str("AGENT_PUBLIC_HOST", "127.0.0.1")
 AGENT_WEB_ALLOW_HOSTS = env_list("AGENT_WEB_ALLOW_HOSTS")
 # Bytes of each HTTP message (head + body) kept in a capture; the rest streams uncaptured.
 AGENT_CAPTURE_LIMIT = env_int("AGENT_CAPTURE_LIMIT", 1024 * 1024)
+# Bytes a compressed body may decode to for display (inspector, admin, HAR); past it the decoded
+# body is cut and flagged, so a decompression bomb costs this much memory and no more.
+AGENT_DECODED_BODY_LIMIT = env_int("AGENT_DECODED_BODY_LIMIT", 8 * 1024 * 1024)
 # Total stored size of captures before the oldest are evicted (ngrok's `inspect_db_size`).
 AGENT_INSPECT_DB_SIZE = env_int("AGENT_INSPECT_DB_SIZE", 50 * 1000 * 1000)
 # Seconds to wait for the local service to answer before a 504.
