@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from rest_framework import serializers
 
+from .captures.header_text import api_fields
 from .engine.http1 import parse_stored_head, reason_phrase
 from .models import Capture, Tunnel
 from .runtime import current_runtime
@@ -88,6 +89,7 @@ def canonical_header(name: str) -> str:
 
 
 def header_map(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Go's http.Header of text fields (see `api_fields` for the text: UTF-8, U+FFFD per bad byte)."""
     headers: dict[str, list[str]] = {}
     for name, value in fields:
         key = canonical_header(name)
@@ -115,7 +117,7 @@ class CaptureSerializer(serializers.BaseSerializer):
                 "status": f"{status} {head.reason or reason_phrase(status)}".rstrip(),
                 "status_code": status,
                 "proto": f"HTTP/{head.version}",
-                "headers": header_map(head.headers),
+                "headers": header_map(api_fields(head.raw_headers)),
                 "raw": base64.b64encode(response_raw).decode("ascii"),
             }
         return {
@@ -128,7 +130,7 @@ class CaptureSerializer(serializers.BaseSerializer):
             "request": {
                 "method": capture.method,
                 "proto": f"HTTP/{request.version}",
-                "headers": header_map(request.headers),
+                "headers": header_map(api_fields(request.raw_headers)),
                 "uri": capture.uri,
                 "raw": base64.b64encode(request_raw).decode("ascii"),
             },

@@ -332,7 +332,11 @@ class StoredHead:
     target: str = ""
     status: int = 0
     reason: str = ""
+    # Latin-1 text, one character a byte: the exact bytes come back with `.encode("latin-1")` (replay
+    # relies on it). Not for display: show `raw_headers` through agentapi.captures.header_text.
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # The header fields as the bytes that were sent, in order.
+    raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body_offset: int = 0
 
 
@@ -349,6 +353,7 @@ class _HeadCollector:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head.raw_headers.append((name, value))
         self.head.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
 

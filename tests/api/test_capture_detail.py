@@ -167,3 +167,30 @@ def test_start_carries_the_agents_local_offset(kolkata_agent: AgentProcess) -> N
         upstream.close()
     assert capture["start"].endswith("+05:30")
     assert RFC3339.fullmatch(capture["start"])
+
+
+def test_header_values_are_utf8_text_as_sent(agent, http_tunnel) -> None:
+    request = (
+        "GET /h HTTP/1.1\r\nHost: example.test\r\nX-User: André\r\n"
+        'Content-Disposition: attachment; filename="résumé.pdf"\r\nConnection: close\r\n\r\n'
+    ).encode()
+    raw_exchange(http_tunnel["public_url"], request)
+    [listed] = wait_for_captures(agent, 1)
+    for capture in (listed, agent.api("GET", listed["uri"]).json()):
+        headers = capture["request"]["headers"]
+        assert headers["X-User"] == ["André"]
+        assert headers["Content-Disposition"] == ['attachment; filename="résumé.pdf"']
+        # The raw bytes stay what was sent.
+        assert "X-User: André".encode() in base64.b64decode(capture["request"]["raw"])
+
+
+def test_header_bytes_that_are_not_utf8_become_u_fffd_each_as_in_go(agent, http_tunnel) -> None:
+    request = (
+        b"GET /h HTTP/1.1\r\nHost: example.test\r\nX-User: Andr\xe9\r\nX-Cut: a\xe2\x82b\r\nConnection: close\r\n\r\n"
+    )
+    raw_exchange(http_tunnel["public_url"], request)
+    [capture] = wait_for_captures(agent, 1)
+    headers = capture["request"]["headers"]
+    assert headers["X-User"] == ["Andr\ufffd"]
+    assert headers["X-Cut"] == ["a\ufffd\ufffdb"]
+    assert b"X-User: Andr\xe9\r\n" in base64.b64decode(capture["request"]["raw"])
