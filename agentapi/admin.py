@@ -15,7 +15,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -25,6 +26,7 @@ from dashboard.blob_search import BlobContains
 from dashboard.content_views import Body, render_best
 from dashboard.message_body import parse_message
 
+from .captures.header_text import display_text
 from .models import Capture, Tunnel
 from .runtime import current_runtime
 
@@ -87,14 +89,47 @@ class StatusClassFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CaptureTruthFilter(admin.SimpleListFilter):
+    """Captures that are not the whole exchange: a side that did not cross whole, or bytes not kept."""
+
+    title = "capture"
+    parameter_name = "capture"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("incomplete", "incomplete (a side did not cross whole)"),
+            ("truncated", "cut at the capture limit"),
+            ("whole", "whole and fully stored"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Capture]) -> QuerySet[Capture]:
+        incomplete = Q(request_complete=False) | Q(response_complete=False)
+        # stored_size is the kept bytes of both sides; the sizes are what crossed.
+        truncated = Q(stored_size__lt=F("request_size") + Coalesce(F("response_size"), 0))
+        value = self.value()
+        if value == "incomplete":
+            return queryset.filter(incomplete)
+        if value == "truncated":
+            return queryset.filter(truncated)
+        if value == "whole":
+            return queryset.exclude(incomplete | truncated)
+        return queryset
+
+
 def _render_message(capture: Capture, raw: bytes | None, size: int | None, side: str) -> str:
     if raw is None:
+        if side == "response" and not capture.response_complete:
+            reason = capture.incomplete_reason or "the connection ended early"
+            return format_html('<p class="errornote">No response: {}.</p>', reason)
         return format_html('<p class="help">no response yet</p>')
     message = parse_message(raw, response=side == "response")
     parts = []
     if len(raw) < (size or 0):
         parts.append(format_html('<p class="help">captured {} of {} bytes</p>', len(raw), size))
-    parts.append(format_html("<pre>{}</pre>", message.head_bytes.decode("latin-1").rstrip()))
+    if not (capture.request_complete if side == "request" else capture.response_complete):
+        reason = capture.incomplete_reason or "the connection ended early"
+        parts.append(format_html('<p class="errornote">The {} is incomplete: {}.</p>', side, reason))
+    parts.append(format_html("<pre>{}</pre>", display_text(message.head_bytes).rstrip()))
     view = render_best(Body(message.decoded_body, message.content_type))
     kind = view["view"]
     if kind == "image":
@@ -126,9 +161,19 @@ def _render_message(capture: Capture, raw: bytes | None, size: int | None, side:
 
 @admin.register(Capture)
 class CaptureAdmin(admin.ModelAdmin):
-    list_display = ("id", "tunnel_name", "method", "short_uri", "status_code", "duration", "response_size", "start")
+    list_display = (
+        "id",
+        "tunnel_name",
+        "method",
+        "short_uri",
+        "status_code",
+        "duration",
+        "response_size",
+        "capture_truth",
+        "start",
+    )
     list_display_links = ("id",)
-    list_filter = (TunnelNameFilter, MethodFilter, StatusClassFilter)
+    list_filter = (TunnelNameFilter, MethodFilter, StatusClassFilter, CaptureTruthFilter)
     search_fields = ("uri",)
     search_help_text = "Path, or text anywhere in the stored request or response (headers and body; exact case)."
     ordering = ("-id",)
@@ -150,6 +195,10 @@ class CaptureAdmin(admin.ModelAdmin):
         "request_size",
         "response_size",
         "replay_of",
+        "request_complete",
+        "response_complete",
+        "incomplete_reason",
+        "stored",
         "inspector_link",
         "rendered_request",
         "rendered_response",
@@ -189,6 +238,27 @@ class CaptureAdmin(admin.ModelAdmin):
     def duration(self, capture: Capture) -> str:
         ms = capture.duration_ns / 1_000_000
         return f"{ms / 1000:.2f}s" if ms >= 1000 else f"{ms:.2f}ms"
+
+    @admin.display(description="capture")
+    def capture_truth(self, capture: Capture) -> str:
+        """Empty for a whole, fully stored exchange; else which side is incomplete or cut."""
+        marks = [
+            f"{side} incomplete"
+            for side, whole in (("request", capture.request_complete), ("response", capture.response_complete))
+            if not whole
+        ]
+        if capture.stored_size < capture.request_size + (capture.response_size or 0):
+            marks.append("cut at the capture limit")
+        if not marks:
+            return ""
+        return format_html('<span title="{}">&#9888; {}</span>', capture.incomplete_reason, ", ".join(marks))
+
+    @admin.display(description="stored bytes")
+    def stored(self, capture: Capture) -> str:
+        parts = [f"request {len(capture.request_raw)} of {capture.request_size}"]
+        if capture.response_raw is not None:
+            parts.append(f"response {len(capture.response_raw)} of {capture.response_size}")
+        return "; ".join(parts)
 
     @admin.display(description="inspector")
     def inspector_link(self, capture: Capture) -> str:

@@ -22,11 +22,14 @@ def capture_detail(capture: Capture) -> dict[str, Any]:
     request_raw = bytes(capture.request_raw)
     detail = summary(capture)
     detail["request"] = message_detail(capture.id, "request", request_raw, capture.request_size, response=False)
+    detail["request"]["complete"] = capture.request_complete
     detail["response"] = None
     if capture.response_raw is not None:
         detail["response"] = message_detail(
             capture.id, "response", bytes(capture.response_raw), capture.response_size or 0, response=True
         )
+        detail["response"]["complete"] = capture.response_complete
+    detail["banners"] = banners(capture)
     detail["urls"] = {
         "curl": reverse("inspector-curl", args=[capture.id]),
         "har": reverse("inspector-har-one", args=[capture.id]),
@@ -41,14 +44,18 @@ def message_detail(capture_id: str, side: str, raw: bytes, size: int, *, respons
     body = Body(message.decoded_body, message.content_type)
     detail: dict[str, Any] = {
         "version": f"HTTP/{head.version}",
-        "headers": [list(pair) for pair in head.headers],
+        "headers": [list(pair) for pair in message.headers],
         "size": size,
         "captured": len(raw),
         "truncated": len(raw) < size,
         "content_type": message.content_type,
+        # The body as it crossed (framing removed, content coding kept), and decoded for showing.
         "body_size": len(message.body),
         "content_encoding": message.content_encoding,
-        "notes": [*message.notes, *([message.decode_note] if message.decode_note else [])],
+        "decoded_size": len(message.decoded_body) if message.decoded else None,
+        "decoded_cut": message.decoded_cut,
+        "filename": message.filename,
+        "notes": message.notes,
         "body_view": render_best(body),
         "hex": render_hex(Body(message.body)),
         "raw": raw[:MAX_TEXT].decode("utf-8", "replace"),
@@ -67,6 +74,32 @@ def message_detail(capture_id: str, side: str, raw: bytes, size: int, *, respons
         detail["query"] = [list(pair) for pair in parse_qsl(urlsplit(head.target).query, keep_blank_values=True)]
         detail["form"] = _form(message)
     return detail
+
+
+def banners(capture: Capture) -> list[dict[str, str]]:
+    """What the detail must say first when the capture is not the whole exchange.
+
+    `incomplete`: a side did not cross whole (the client or the service went away); `truncated`: it
+    crossed whole but only the first bytes were kept (the capture limit). Each banner has a `side`.
+    """
+    found = []
+    reason = capture.incomplete_reason or "the connection ended early"
+    for side, complete in (("request", capture.request_complete), ("response", capture.response_complete)):
+        if not complete:
+            found.append({"kind": "incomplete", "side": side, "text": f"The {side} is incomplete: {reason}."})
+    for side, raw, size in (
+        ("request", capture.request_raw, capture.request_size),
+        ("response", capture.response_raw, capture.response_size),
+    ):
+        if raw is not None and size is not None and len(raw) < size:
+            found.append(
+                {
+                    "kind": "truncated",
+                    "side": side,
+                    "text": f"The {side} was {size} bytes; the first {len(raw)} were stored (the capture limit).",
+                }
+            )
+    return found
 
 
 def _form(message: Message) -> list[list[str]] | None:

@@ -7,14 +7,18 @@ Query parameters (all optional; an empty value means "no filter"):
   duration_min=MS, duration_max=MS     duration in milliseconds (decimals allowed)
   size_min=N, size_max=N               response size in bytes; `k`/`m` suffixes (1024-based)
   header=NAME:VALUE  a request or response header NAME (any case) whose value contains VALUE
-                     (case-sensitive); `NAME` alone: the header is present; `:VALUE`: any header
-  body=TEXT        the request or response body contains TEXT (exact bytes, case-sensitive;
-                   compressed bodies are searched as stored)
+                     (case-sensitive; values read as UTF-8 text, as the inspector shows them);
+                     `NAME` alone: the header is present; `:VALUE`: any header
+  body=TEXT        the request or response body contains TEXT (its UTF-8 bytes, case-sensitive),
+                   as stored or with its content coding (gzip, br, zstd...) undone
   tunnel=NAME      captured on this tunnel
 
 Everything but header and body becomes SQL on indexed columns. Header and body first narrow the
 rows with a byte search in the database (`BlobContains`), then are checked exactly in Python on the
-parsed messages, so a page scans a bounded number of rows and tells where to continue.
+parsed messages, so a page scans a bounded number of rows and tells where to continue. A compressed
+body cannot be searched in the database, so the body search also lets through rows that name a
+Content-Encoding (in the usual spellings) and decodes them in Python, each within
+AGENT_DECODED_BODY_LIMIT.
 """
 
 from __future__ import annotations
@@ -95,10 +99,13 @@ class CaptureFilter:
             captures = captures.filter(response_size__lte=self.size_max)
         if self.tunnel:
             captures = captures.filter(tunnel_name=self.tunnel)
-        for needle in (self.header_value, self.body):
-            if needle:
-                data = needle.encode("utf-8")
-                captures = captures.filter(Q(BlobContains("request_raw", data)) | Q(BlobContains("response_raw", data)))
+        if self.header_value:
+            captures = captures.filter(_either_side_contains(self.header_value.encode("utf-8")))
+        if self.body:
+            narrowed = _either_side_contains(self.body.encode("utf-8"))
+            for spelling in _CODED:
+                narrowed |= _either_side_contains(spelling)
+            captures = captures.filter(narrowed)
         return captures
 
     def _status_q(self) -> Q:
@@ -125,7 +132,7 @@ class CaptureFilter:
             if not any(
                 (not name or key.lower() == name) and self.header_value in value
                 for message in messages
-                for key, value in message.head.headers
+                for key, value in message.headers
             ):
                 return False
         if self.body:
@@ -133,6 +140,14 @@ class CaptureFilter:
             if not any(needle in message.body or needle in message.decoded_body for message in messages):
                 return False
         return True
+
+
+# A header line naming a content coding, as servers spell it (HTTP/2 hops write lower case).
+_CODED = (b"\r\nContent-Encoding:", b"\r\ncontent-encoding:", b"\r\nContent-encoding:")
+
+
+def _either_side_contains(data: bytes) -> Q:
+    return Q(BlobContains("request_raw", data)) | Q(BlobContains("response_raw", data))
 
 
 def parse_filters(query: Mapping[str, str]) -> CaptureFilter:

@@ -32,6 +32,10 @@ SUMMARY_FIELDS = (
     "request_size",
     "response_size",
     "replay_of",
+    "stored_size",
+    "request_complete",
+    "response_complete",
+    "incomplete_reason",
 )
 
 
@@ -48,6 +52,12 @@ def summary(capture: Capture) -> dict[str, Any]:
         "response_size": capture.response_size,
         "remote_addr": capture.remote_addr,
         "replay_of": capture.replay_of,
+        # Capture truth, for the row's marker: a side that did not cross whole, and why; bytes
+        # that crossed but were not kept (stored_size is the kept bytes of both sides).
+        "request_complete": capture.request_complete,
+        "response_complete": capture.response_complete,
+        "incomplete_reason": capture.incomplete_reason,
+        "truncated": capture.stored_size < capture.request_size + (capture.response_size or 0),
     }
 
 

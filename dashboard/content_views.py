@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
+from agentapi.captures.header_text import display_text, disposition_filename, parameter
+
 from . import content_type
 
 # Bodies larger than this are shown cut, with a note (the download has everything).
@@ -194,7 +196,7 @@ def multipart_parts(data: bytes, content_type: str) -> list[dict[str, Any]]:
     match = _BOUNDARY.search(content_type)
     if not match:
         return []
-    delimiter = b"--" + match.group(1).encode("latin-1")
+    delimiter = b"--" + match.group(1).encode("utf-8")
     parts = []
     for piece in data.split(delimiter)[1:]:
         if piece.startswith(b"--"):
@@ -205,20 +207,19 @@ def multipart_parts(data: bytes, content_type: str) -> list[dict[str, Any]]:
             continue
         value = value.removesuffix(b"\r\n")
         headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            key, _, field_value = line.partition(":")
-            headers[key.strip().lower()] = field_value.strip()
+        for line in head.split(b"\r\n"):
+            key, _, field_value = line.partition(b":")
+            headers[display_text(key).strip().lower()] = display_text(field_value).strip()
         disposition = headers.get("content-disposition", "")
-        name = re.search(r'\bname="([^"]*)"', disposition)
-        filename = re.search(r'\bfilename="([^"]*)"', disposition)
+        filename = disposition_filename(disposition)
         part: dict[str, Any] = {
-            "name": name.group(1) if name else "",
-            "filename": filename.group(1) if filename else None,
+            "name": parameter(disposition, "name") or "",
+            "filename": filename,
             "content_type": headers.get("content-type", ""),
             "size": len(value),
         }
         text = decode_text(Body(value[:4096], "text/plain"))
-        part["value"] = text if text is not None and not filename else None
+        part["value"] = text if text is not None and filename is None else None
         parts.append(part)
     return parts
 

@@ -2,13 +2,19 @@
 
 curl: every argument goes through `shlex.quote`. The URL is the one the client used (X-Forwarded-Host
 and X-Forwarded-Proto, which the agent adds); the agent's own X-Forwarded-* and the framing headers
-are left out, curl adds its own. A body that is not text is fed through `printf %b` with octal
-escapes, so the command stays one pasteable line of plain ASCII.
+are left out, curl adds its own. Header lines and bodies give curl the bytes that were sent: UTF-8
+text as it is (`-H 'X-User: André'`), anything else through `printf %b` with octal escapes (a
+header as `-H "$(printf %b '...')"`, a body piped in), so the command stays one pasteable line.
 
-HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/): one entry per capture, oldest first. Bodies
-that are not UTF-8 text are base64 (`content.encoding`); a capture cut by the capture limit says so in
-the entry's `comment`. A capture still waiting for its response has status 0, as HAR does for
-aborted requests.
+HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/): one entry per capture, oldest first.
+Header values are UTF-8 text, with `\\xNN` for bytes that are not UTF-8 (agentapi.captures.header_text).
+`content.text` is the response body with its content coding undone (gzip, deflate, br, zstd, stacked;
+within AGENT_DECODED_BODY_LIMIT, `_decodedCut` when cut there); bodies that are not UTF-8 text are
+base64 (`content.encoding`). `bodySize` is the size that crossed the wire, even when only part was
+stored. Custom fields (HAR allows `_`-prefixed ones) carry what HAR has no field for:
+`_truncated` on a request or response whose bytes were only partly stored (`_storedSize` says how
+many), `_incomplete` on one that did not cross whole, with the entry's `_incompleteReason`. A capture
+still waiting for its response has status 0, as HAR does for aborted requests.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django.conf import settings
 
+from agentapi.captures.header_text import exact_text
 from agentapi.models import Capture
 
 from .content_views import form_fields
@@ -60,24 +67,37 @@ def curl_command(capture: Capture) -> str:
     elif method != "GET" or body:
         args += ["-X", method]
     args.append(public_url(message))
-    for name, value in message.head.headers:
-        if name.lower() not in _CURL_SKIP:
-            args += ["-H", f"{name}: {value}"]
+    words = [shlex.quote(arg) for arg in args]
+    for name, value in message.head.raw_headers:
+        if name.lower().decode("latin-1") not in _CURL_SKIP:
+            words += ["-H", _header_word(name + b": " + value)]
     prefix = ""
     if body:
         text = _text(body)
         if text is not None:
-            args += ["--data-binary", text]
+            words += ["--data-binary", shlex.quote(text)]
         else:
             prefix = f"printf %b {shlex.quote(_octal_escape(body))} | "
-            args += ["--data-binary", "@-"]
-    command = prefix + " ".join(shlex.quote(arg) for arg in args)
+            words += ["--data-binary", "@-"]
+    command = prefix + " ".join(words)
     if capture.request_truncated:
         command = (
             f"# only {len(capture.request_raw)} of {capture.request_size} bytes of this request were captured\n"
             + command
         )
+    if not capture.request_complete:
+        reason = " ".join((capture.incomplete_reason or "the connection ended early").split())
+        command = f"# the request is incomplete: {reason}\n" + command
     return command
+
+
+def _header_word(line: bytes) -> str:
+    """One shell word that gives curl exactly these header bytes."""
+    text = exact_text(line)
+    if text is not None and not any(ord(char) < 32 and char != "\t" for char in text):
+        return shlex.quote(text)
+    # $(...) drops trailing newlines only, and a header line has none.
+    return f'"$(printf %b {shlex.quote(_octal_escape(line))})"'
 
 
 def _text(data: bytes) -> str | None:
@@ -124,6 +144,14 @@ def har_entry(capture: Capture) -> dict[str, Any]:
         notes.append(f"request: {len(capture.request_raw)} of {capture.request_size} bytes captured")
     if capture.response_truncated:
         notes.append(f"response: {len(capture.response_raw or b'')} of {capture.response_size} bytes captured")
+    if not (capture.request_complete and capture.response_complete):
+        entry["_incompleteReason"] = capture.incomplete_reason
+        sides = [
+            side
+            for side, whole in (("request", capture.request_complete), ("response", capture.response_complete))
+            if not whole
+        ]
+        notes.append(f"{' and '.join(sides)} incomplete: {capture.incomplete_reason or 'the connection ended early'}")
     if capture.replay_of:
         notes.append(f"replay of {capture.replay_of}")
     if notes:
@@ -131,13 +159,22 @@ def har_entry(capture: Capture) -> dict[str, Any]:
     return entry
 
 
+def _truth(result: dict[str, Any], *, stored: int, size: int, complete: bool) -> None:
+    """The custom fields of a request or response that was not stored or sent whole."""
+    if stored < size:
+        result["_truncated"] = True
+        result["_storedSize"] = stored
+    if not complete:
+        result["_incomplete"] = True
+
+
 def _headers(message: Message) -> list[dict[str, str]]:
-    return [{"name": name, "value": value} for name, value in message.head.headers]
+    return [{"name": name, "value": value} for name, value in message.headers]
 
 
 def _request_cookies(message: Message) -> list[dict[str, str]]:
     cookies = []
-    for name, value in message.head.headers:
+    for name, value in message.headers:
         if name.lower() == "cookie":
             for pair in value.split(";"):
                 key, _, cookie_value = pair.strip().partition("=")
@@ -148,7 +185,7 @@ def _request_cookies(message: Message) -> list[dict[str, str]]:
 
 def _response_cookies(message: Message) -> list[dict[str, str]]:
     cookies = []
-    for name, value in message.head.headers:
+    for name, value in message.headers:
         if name.lower() == "set-cookie":
             key, _, cookie_value = value.split(";", 1)[0].strip().partition("=")
             if key:
@@ -180,12 +217,13 @@ def _har_request(capture: Capture, message: Message) -> dict[str, Any]:
         if message.mime_type == "application/x-www-form-urlencoded":
             post["params"] = [{"name": k, "value": v} for k, v in form_fields(message.body)]
         result["postData"] = post
+    _truth(result, stored=len(capture.request_raw), size=capture.request_size, complete=capture.request_complete)
     return result
 
 
 def _har_response(capture: Capture, message: Message | None) -> dict[str, Any]:
     if message is None:
-        return {
+        pending: dict[str, Any] = {
             "status": 0,
             "statusText": "",
             "httpVersion": "",
@@ -195,18 +233,24 @@ def _har_response(capture: Capture, message: Message | None) -> dict[str, Any]:
             "redirectURL": "",
             "headersSize": -1,
             "bodySize": -1,
-            "comment": "no response yet",
+            "comment": "no response yet" if capture.response_complete else "no response",
         }
+        if not capture.response_complete:
+            pending["_incomplete"] = True
+        return pending
     content: dict[str, Any] = {"size": len(message.decoded_body), "mimeType": message.content_type}
-    if message.decoded_body is not message.body:
+    if message.decoded:
         content["compression"] = len(message.decoded_body) - len(message.body)
+    if message.decoded_cut:
+        content["_decodedCut"] = True
+        content["comment"] = f"decoded body cut at {len(message.decoded_body)} bytes"
     text = _text(message.decoded_body)
     if text is None:
         content["text"] = base64.b64encode(message.decoded_body).decode("ascii")
         content["encoding"] = "base64"
     elif text:
         content["text"] = text
-    return {
+    result = {
         "status": message.head.status or capture.status_code or 0,
         "statusText": message.head.reason,
         "httpVersion": f"HTTP/{message.head.version}",
@@ -217,3 +261,10 @@ def _har_response(capture: Capture, message: Message | None) -> dict[str, Any]:
         "headersSize": len(message.head_bytes),
         "bodySize": max((capture.response_size or 0) - len(message.head_bytes), 0),
     }
+    _truth(
+        result,
+        stored=len(capture.response_raw or b""),
+        size=capture.response_size or 0,
+        complete=capture.response_complete,
+    )
+    return result

@@ -2,23 +2,26 @@
 
 Rules:
 - The head is parsed by the engine's `parse_stored_head`; header fields stay an ordered list of
-  pairs, as they were on the wire.
+  pairs, as they were on the wire. `headers` is their text for showing, made by
+  agentapi.captures.header_text (UTF-8, `\\xNN` for bytes that are not).
 - A chunked body is de-chunked. A body cut by the capture limit yields the chunks read so far and
   says so (`complete` False); a chunk stream that does not parse is shown as it was stored.
-- `Content-Encoding` gzip/deflate is undone for viewing (never for replay or download), within
-  `MAX_DECODED` bytes so a compression bomb cannot blow up the inspector.
+- `Content-Encoding` (gzip, deflate, br, zstd, stacked) is undone for viewing (never for replay or
+  download) by agentapi.captures.content_coding, within `AGENT_DECODED_BODY_LIMIT` bytes so a
+  compression bomb cannot blow up the inspector: past it the decoded body is cut and flagged.
 """
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
+from agentapi.captures import content_coding
+from agentapi.captures.header_text import display_fields, disposition_filename
 from agentapi.engine.http1 import StoredHead, parse_stored_head
 
 from . import content_type
-
-MAX_DECODED = 8 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -31,14 +34,17 @@ class Message:
     body: bytes
     # The body with content coding removed, when that worked; else equal to `body`.
     decoded_body: bytes
+    # Header fields as text for showing (see agentapi.captures.header_text), in wire order.
+    headers: list[tuple[str, str]] = field(default_factory=list)
     chunked: bool = False
     content_encoding: str = ""
-    decode_note: str = ""
+    # What undoing the content coding gave (None: no coding named, or no body).
+    coding: content_coding.Decoded | None = None
     notes: list[str] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         lower = name.lower()
-        for key, value in self.head.headers:
+        for key, value in self.headers:
             if key.lower() == lower:
                 return value
         return None
@@ -55,12 +61,34 @@ class Message:
     def charset(self) -> str:
         return content_type.charset(self.content_type)
 
+    @property
+    def decoded(self) -> bool:
+        """Whether `decoded_body` is `body` with a content coding undone."""
+        return self.coding is not None and self.coding.decoded
 
-def parse_message(raw: bytes, *, response: bool) -> Message:
+    @property
+    def decoded_cut(self) -> bool:
+        return self.coding is not None and self.coding.cut
+
+    @property
+    def filename(self) -> str | None:
+        """The file name Content-Disposition gives (RFC 6266, `filename*` first), if any."""
+        disposition = self.header("content-disposition")
+        return disposition_filename(disposition) if disposition else None
+
+
+def parse_message(raw: bytes, *, response: bool, decoded_limit: int | None = None) -> Message:
     head = parse_stored_head(raw, response=response)
     head_bytes = raw[: head.body_offset]
     wire_body = raw[head.body_offset :]
-    message = Message(head=head, head_bytes=head_bytes, wire_body=wire_body, body=wire_body, decoded_body=wire_body)
+    message = Message(
+        head=head,
+        head_bytes=head_bytes,
+        wire_body=wire_body,
+        body=wire_body,
+        decoded_body=wire_body,
+        headers=display_fields(head.raw_headers),
+    )
     transfer = (message.header("transfer-encoding") or "").lower()
     if "chunked" in transfer:
         message.chunked = True
@@ -71,13 +99,13 @@ def parse_message(raw: bytes, *, response: bool) -> Message:
             message.body = message.decoded_body = body
             if not complete:
                 message.notes.append("the chunked body was cut by the capture limit")
-    encoding = (message.header("content-encoding") or "").strip().lower()
-    if encoding and encoding != "identity":
-        message.content_encoding = encoding
-        decoded, note = decode_content(message.body, encoding)
-        message.decode_note = note
-        if decoded is not None:
-            message.decoded_body = decoded
+    encoding = (message.header("content-encoding") or "").strip()
+    if content_coding.parse_codings(encoding):
+        message.content_encoding = encoding.lower()
+        limit = settings.AGENT_DECODED_BODY_LIMIT if decoded_limit is None else decoded_limit
+        message.coding = content_coding.decode(message.body, encoding, limit=limit)
+        message.decoded_body = message.coding.data
+        message.notes += message.coding.notes
     return message
 
 
@@ -102,27 +130,3 @@ def dechunk(data: bytes) -> tuple[bytes | None, bool]:
         if len(chunk) < size:
             return b"".join(parts), False
         pos += size + 2
-
-
-def decode_content(body: bytes, encoding: str) -> tuple[bytes | None, str]:
-    """Undo gzip/deflate for display; (None, why) when it cannot be done."""
-    if encoding in ("gzip", "x-gzip"):
-        wbits = 16 + zlib.MAX_WBITS
-    elif encoding == "deflate":
-        wbits = zlib.MAX_WBITS
-    else:
-        return None, f"content encoding {encoding!r} is shown as stored"
-    try:
-        decompressor = zlib.decompressobj(wbits)
-        out = decompressor.decompress(body, MAX_DECODED)
-    except zlib.error:
-        if encoding == "deflate":
-            try:  # raw deflate without the zlib wrapper, as some servers send it
-                out = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body, MAX_DECODED)
-            except zlib.error as error:
-                return None, f"could not undo {encoding}: {error}"
-        else:
-            return None, f"could not undo {encoding}"
-    if len(out) >= MAX_DECODED:
-        return out, f"decoded {encoding} body shown up to {MAX_DECODED} bytes"
-    return out, f"decoded from {encoding} ({len(body)} bytes on the wire)"

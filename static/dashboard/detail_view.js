@@ -43,6 +43,10 @@ export function renderDetail(container, detail, actions) {
       el("a", { class: "button", href: detail.urls.har, download: detail.id + ".har", id: "har-one" }, "HAR"),
     ),
   );
+  // Capture truth first: a side that did not cross whole, or bytes that were not kept.
+  const banners = (detail.banners || []).map((banner) =>
+    el("p", { class: "banner " + banner.kind, "data-side": banner.side, role: "status" }, banner.text),
+  );
   const panes = el(
     "div",
     { class: "messages" },
@@ -51,7 +55,7 @@ export function renderDetail(container, detail, actions) {
       ? renderMessage("response", detail.response)
       : el("section", { class: "message response pending-message" }, el("h3", {}, "Response"), el("p", {}, "Waiting for the response…")),
   );
-  container.append(head, panes);
+  container.append(head, ...banners, panes);
 }
 
 function renderMessage(side, message) {
@@ -78,10 +82,23 @@ function renderMessage(side, message) {
   return section;
 }
 
+function bytes(count) {
+  return count === 1 ? "1 byte" : `${count} bytes`;
+}
+
 function sizeLine(message) {
-  const parts = [message.body_size === 1 ? "1 byte" : `${message.body_size} bytes`];
+  const parts = [];
+  if (message.content_encoding) {
+    // Wire size (content coding kept) next to the decoded size.
+    parts.push(`${bytes(message.body_size)} on the wire (${message.content_encoding})`);
+    if (message.decoded_size !== null && message.decoded_size !== undefined) {
+      parts.push(message.decoded_cut ? `${bytes(message.decoded_size)} decoded (cut there)` : `${bytes(message.decoded_size)} decoded`);
+    }
+  } else {
+    parts.push(bytes(message.body_size));
+  }
   if (message.content_type) parts.push(message.content_type);
-  if (message.content_encoding) parts.push(message.content_encoding);
+  if (message.filename) parts.push(`file name ${message.filename}`);
   const line = el("p", { class: "size-line" }, parts.join(", "));
   const notes = [];
   if (message.truncated) {

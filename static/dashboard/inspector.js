@@ -24,6 +24,21 @@ let nextBefore = boot.page.next_before;
 let loadingOlder = false;
 
 // --- rows ----------------------------------------------------------------------------------
+// A small mark on a capture that is not the whole exchange (the detail's banner says more).
+function truthMark(summary) {
+  const incomplete = [];
+  if (summary.request_complete === false) incomplete.push("request");
+  if (summary.response_complete === false) incomplete.push("response");
+  if (incomplete.length) {
+    const why = summary.incomplete_reason ? ": " + summary.incomplete_reason : "";
+    return el("span", { class: "truth-mark incomplete", title: `${incomplete.join(" and ")} incomplete${why}` }, "⚠");
+  }
+  if (summary.truncated) {
+    return el("span", { class: "truth-mark truncated", title: "only part of this exchange was stored (capture limit)" }, "✂");
+  }
+  return null;
+}
+
 function fillRow(tr, summary) {
   const code = summary.status_code;
   tr.className = "capture-row" + (summary.id === selectedId ? " selected" : "");
@@ -31,7 +46,12 @@ function fillRow(tr, summary) {
   tr.replaceChildren(
     el("td", { class: "col-method" }, summary.method),
     el("td", { class: "col-path", title: summary.uri }, summary.uri),
-    el("td", { class: "col-status" }, el("span", { class: "status " + statusClass(code) }, code === null ? "…" : String(code))),
+    el(
+      "td",
+      { class: "col-status" },
+      el("span", { class: "status " + statusClass(code) }, code === null ? "…" : String(code)),
+      truthMark(summary),
+    ),
     el("td", { class: "col-duration" }, code === null ? "" : formatDuration(summary.duration_ns)),
     el("td", { class: "col-time", title: new Date(summary.start * 1000).toLocaleString(), dataset: { start: summary.start } }, formatAgo(summary.start)),
     el("td", { class: "col-size" }, formatSize(summary.response_size)),
@@ -46,7 +66,10 @@ function upsert(summary) {
       before.status_code !== summary.status_code ||
       before.duration_ns !== summary.duration_ns ||
       before.response_size !== summary.response_size ||
-      before.request_size !== summary.request_size;
+      before.request_size !== summary.request_size ||
+      before.request_complete !== summary.request_complete ||
+      before.response_complete !== summary.response_complete ||
+      before.truncated !== summary.truncated;
     known.summary = summary;
     if (!changed) return;
     fillRow(known.tr, summary);

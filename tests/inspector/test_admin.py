@@ -93,3 +93,36 @@ def test_replay_action_needs_a_running_engine(admin_client, make_capture) -> Non
 def test_tunnels_are_listed_read_only(admin_client, db) -> None:
     response = admin_client.get("/admin/agentapi/tunnel/")
     assert response.status_code == 200
+
+
+def test_the_detail_shows_utf8_header_text(admin_client, make_capture) -> None:
+    head, _, body = request_bytes(headers={"X-User": "André"}).partition(b"\r\n\r\n")
+    capture = make_capture(request=head.decode("latin-1").encode("utf-8") + b"\r\n\r\n" + body)
+    page = admin_client.get(f"/admin/agentapi/capture/{capture.id}/change/").content.decode()
+    assert "X-User: André" in page
+    assert "AndrÃ©" not in page
+
+
+def test_the_list_marks_and_filters_captures_that_are_not_whole(admin_client, make_capture) -> None:
+    whole = make_capture()
+    incomplete = make_capture(response=None, status=None)
+    reason = "the client closed the connection before the request body was sent"
+    Capture.objects.filter(id=incomplete.id).update(request_complete=False, incomplete_reason=reason)
+    raw = response_bytes(body=b"x" * 100)
+    truncated = make_capture(response=raw[:-50], response_size=len(raw))
+    response = admin_client.get("/admin/agentapi/capture/")
+    page = response.content.decode()
+    assert "request incomplete" in page
+    assert "cut at the capture limit" in page
+    assert reason in page  # the mark's title
+    assert listed(admin_client.get("/admin/agentapi/capture/?capture=incomplete")) == [incomplete.id]
+    assert listed(admin_client.get("/admin/agentapi/capture/?capture=truncated")) == [truncated.id]
+    assert listed(admin_client.get("/admin/agentapi/capture/?capture=whole")) == [whole.id]
+
+
+def test_the_detail_says_which_side_is_incomplete_and_why(admin_client, make_capture) -> None:
+    capture = make_capture(response=None, status=None)
+    reason = "the service closed the connection before it answered"
+    Capture.objects.filter(id=capture.id).update(response_complete=False, incomplete_reason=reason)
+    page = admin_client.get(f"/admin/agentapi/capture/{capture.id}/change/").content.decode()
+    assert f"No response: {reason}." in page

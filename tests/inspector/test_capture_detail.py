@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 
+import brotli
+import pytest
+import zstandard
+
+from agentapi.models import Capture
 from tests.inspector.conftest import request_bytes, response_bytes
 
 PNG = bytes.fromhex(
@@ -178,3 +184,139 @@ def test_raw_messages_download_byte_for_byte(client, make_capture) -> None:
 def test_a_pending_capture_has_no_response_yet(client, make_capture) -> None:
     capture = make_capture(response=None, status=None)
     assert detail(client, capture)["response"] is None
+
+
+# --- text as it was sent, content codings, capture truth ------------------------------------------
+def utf8_request(headers: dict[str, str]) -> bytes:
+    """request_bytes with header values sent as UTF-8 (the helper writes Latin-1)."""
+    head, _, body = request_bytes("GET", "/", headers=headers).partition(b"\r\n\r\n")
+    return head.decode("latin-1").encode("utf-8") + b"\r\n\r\n" + body
+
+
+def test_utf8_header_values_are_shown_as_sent(client, make_capture) -> None:
+    capture = make_capture(
+        request=utf8_request({"X-User": "André"}),
+        response=response_bytes(
+            headers={"Content-Disposition": 'attachment; filename="résumé.pdf"'}, body=b"%PDF"
+        ).replace("résumé".encode("latin-1"), "résumé".encode()),
+    )
+    body = detail(client, capture)
+    assert ["X-User", "André"] in body["request"]["headers"]
+    assert ["Content-Disposition", 'attachment; filename="résumé.pdf"'] in body["response"]["headers"]
+    assert body["response"]["filename"] == "résumé.pdf"
+
+
+def test_header_bytes_that_are_not_utf8_show_as_hex_escapes(client, make_capture) -> None:
+    capture = make_capture(request=request_bytes(headers={"X-User": "André"}))  # Latin-1 é: 0xE9
+    assert ["X-User", "Andr\\xe9"] in detail(client, capture)["request"]["headers"]
+
+
+def test_an_rfc_8187_file_name_is_decoded(client, make_capture) -> None:
+    capture = make_capture(
+        response=response_bytes(
+            headers={
+                "Content-Disposition": "attachment; filename=\"resume.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
+            },
+            body=b"%PDF",
+        )
+    )
+    assert detail(client, capture)["response"]["filename"] == "résumé.pdf"
+
+
+def test_multipart_file_names_are_utf8_and_rfc_8187(client, make_capture) -> None:
+    body = (
+        '--XyZ\r\nContent-Disposition: form-data; name="cv"; filename="résumé.pdf"\r\n\r\n%PDF\r\n'
+        "--XyZ\r\nContent-Disposition: form-data; name=\"b\"; filename*=UTF-8''%C3%A9t%C3%A9.txt\r\n\r\nx\r\n--XyZ--\r\n"
+    ).encode()
+    capture = make_capture(
+        method="POST",
+        request=request_bytes("POST", "/up", headers={"Content-Type": "multipart/form-data; boundary=XyZ"}, body=body),
+    )
+    parts = detail(client, capture)["request"]["body_view"]["parts"]
+    assert [part["filename"] for part in parts] == ["résumé.pdf", "été.txt"]
+
+
+JSON_BODY = '{"user":"André","items":[1,2,3]}'.encode()
+PRETTY = json.dumps({"user": "André", "items": [1, 2, 3]}, indent=2, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("br", brotli.compress),
+        ("zstd", zstandard.ZstdCompressor().compress),
+        ("deflate", zlib.compress),
+        ("gzip, br", lambda data: brotli.compress(gzip.compress(data))),
+    ],
+)
+def test_a_compressed_json_response_is_pretty_printed_with_both_sizes(client, make_capture, coding, encode) -> None:
+    wire = encode(JSON_BODY)
+    capture = make_capture(
+        response=response_bytes(headers={"Content-Type": "application/json", "Content-Encoding": coding}, body=wire)
+    )
+    response = detail(client, capture)["response"]
+    assert response["body_view"]["view"] == "json"
+    assert response["body_view"]["text"] == PRETTY
+    assert "error" not in response["body_view"]
+    assert (response["body_size"], response["decoded_size"], response["decoded_cut"]) == (
+        len(wire),
+        len(JSON_BODY),
+        False,
+    )
+    assert response["content_encoding"] == coding
+    assert f"decoded from {coding}" in response["notes"]
+    # The Binary tab stays the bytes that crossed.
+    assert response["hex"]["text"].startswith("00000000  " + " ".join(f"{b:02x}" for b in wire[:8]))
+
+
+def test_an_uncompressed_body_has_no_decoded_size(client, make_capture) -> None:
+    capture = make_capture(response=response_bytes(headers={"Content-Type": "text/plain"}, body=b"plain"))
+    response = detail(client, capture)["response"]
+    assert (response["decoded_size"], response["decoded_cut"]) == (None, False)
+
+
+def test_a_bomb_is_cut_at_the_decoded_body_limit_and_flagged(client, make_capture, settings) -> None:
+    settings.AGENT_DECODED_BODY_LIMIT = 4096
+    wire = zstandard.ZstdCompressor().compress(bytes(10 * 1024 * 1024))
+    capture = make_capture(
+        response=response_bytes(headers={"Content-Type": "text/plain", "Content-Encoding": "zstd"}, body=wire)
+    )
+    response = detail(client, capture)["response"]
+    assert (response["decoded_size"], response["decoded_cut"]) == (4096, True)
+    assert "decoded body cut at 4096 bytes" in response["notes"]
+
+
+def test_a_body_that_is_not_what_its_coding_says_is_shown_as_stored(client, make_capture) -> None:
+    capture = make_capture(
+        response=response_bytes(headers={"Content-Type": "text/plain", "Content-Encoding": "br"}, body=b"plain text")
+    )
+    response = detail(client, capture)["response"]
+    assert response["body_view"]["text"] == "plain text"
+    assert response["decoded_size"] is None
+    assert any(note.startswith("could not undo br") for note in response["notes"])
+
+
+def test_a_whole_capture_has_no_banner(client, make_capture) -> None:
+    body = detail(client, make_capture())
+    assert body["banners"] == []
+    assert (body["request"]["complete"], body["response"]["complete"]) == (True, True)
+
+
+def test_an_incomplete_capture_says_which_side_and_why(client, make_capture) -> None:
+    capture = make_capture(response=None, status=None)
+    reason = "the client closed the connection before the request body was sent"
+    Capture.objects.filter(id=capture.id).update(request_complete=False, incomplete_reason=reason)
+    body = detail(client, Capture.objects.get(id=capture.id))
+    assert body["banners"] == [
+        {"kind": "incomplete", "side": "request", "text": f"The request is incomplete: {reason}."}
+    ]
+    assert body["request"]["complete"] is False
+    assert body["request_complete"] is False and body["incomplete_reason"] == reason
+
+
+def test_a_truncated_side_shows_the_true_and_the_stored_size(client, make_capture) -> None:
+    raw = response_bytes(headers={"Content-Type": "text/plain"}, body=b"x" * 100)
+    capture = make_capture(response=raw[:-40], response_size=len(raw))
+    (banner,) = detail(client, capture)["banners"]
+    assert banner["kind"] == "truncated" and banner["side"] == "response"
+    assert f"was {len(raw)} bytes; the first {len(raw) - 40} were stored" in banner["text"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 
+import brotli
 import pytest
+import zstandard
 
 from tests.inspector.conftest import request_bytes, response_bytes
 
@@ -35,7 +37,12 @@ def test_it_lists_newest_first_with_metadata_only(client, make_capture) -> None:
         "response_size",
         "remote_addr",
         "replay_of",
+        "request_complete",
+        "response_complete",
+        "incomplete_reason",
+        "truncated",
     }
+    assert (first["request_complete"], first["response_complete"], first["truncated"]) == (True, True, False)
     assert body["next_before"] is None
 
 
@@ -105,11 +112,30 @@ def test_body_filter_looks_in_bodies_not_heads(client, make_capture) -> None:
     assert set(ids(client, "?body=needle-42")) == {in_request.id, in_response.id}
 
 
-def test_body_filter_searches_compressed_bodies_as_stored(client, make_capture) -> None:
-    compressed = gzip.compress(b"hello needle")
-    make_capture(response=response_bytes(headers={"Content-Encoding": "gzip"}, body=compressed))
-    # Compressed bodies are searched as stored (documented): the database cannot see inside.
-    assert ids(client, "?body=needle") == []
+def test_body_filter_searches_compressed_bodies_decoded(client, make_capture) -> None:
+    gzipped = make_capture(
+        response=response_bytes(headers={"Content-Encoding": "gzip"}, body=gzip.compress(b"hello needle"))
+    )
+    brotli_json = make_capture(
+        response=response_bytes(
+            headers={"content-encoding": "br", "Content-Type": "application/json"},
+            body=brotli.compress(b'{"word": "needle"}'),
+        )
+    )
+    zstd_request = make_capture(
+        method="POST",
+        request=request_bytes(
+            "POST", "/", headers={"Content-Encoding": "zstd"}, body=zstandard.ZstdCompressor().compress(b"a needle")
+        ),
+    )
+    make_capture(response=response_bytes(headers={"Content-Encoding": "gzip"}, body=gzip.compress(b"hay")))
+    assert set(ids(client, "?body=needle")) == {gzipped.id, brotli_json.id, zstd_request.id}
+
+
+def test_header_filter_matches_utf8_values_as_text(client, make_capture) -> None:
+    hit = make_capture(request=request_bytes(headers={"X-User": "André"}).replace(b"Andr\xe9", "André".encode()))
+    make_capture(request=request_bytes(headers={"X-User": "Andre"}))
+    assert ids(client, "?header=x-user:André") == [hit.id]
 
 
 def test_ids_restrict_the_answer_for_live_matching(client, make_capture) -> None:

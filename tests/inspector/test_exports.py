@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import shlex
 import subprocess
 
+import brotli
+import zstandard
+
+from agentapi.models import Capture
 from tests.inspector.conftest import request_bytes, response_bytes
 
 
@@ -105,3 +110,94 @@ def test_har_notes_a_cut_capture(client, make_capture) -> None:
     capture = make_capture(response=raw[:-10], response_size=len(raw))
     entry = json.loads(client.get(f"/inspect/captures/{capture.id}.har").content)["log"]["entries"][0]
     assert f"{len(raw) - 10} of {len(raw)} bytes" in entry["comment"]
+
+
+# --- text as sent, decoded content, capture truth ------------------------------------------------
+def har_entry_of(client, capture) -> dict:
+    return json.loads(client.get(f"/inspect/captures/{capture.id}.har").content)["log"]["entries"][0]
+
+
+def with_utf8_head(raw: bytes) -> bytes:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head.decode("latin-1").encode("utf-8") + b"\r\n\r\n" + body
+
+
+def test_curl_gives_utf8_header_values_as_text(client, make_capture) -> None:
+    capture = make_capture(request=with_utf8_head(request_bytes(headers={"X-User": "André"})))
+    args = shlex.split(curl_of(client, capture))
+    assert args[args.index("X-User: André") - 1] == "-H"
+
+
+def test_curl_gives_other_header_bytes_back_exactly(client, make_capture) -> None:
+    capture = make_capture(request=request_bytes(headers={"X-User": "André"}))  # Latin-1: 0xE9
+    command = curl_of(client, capture).strip()
+    # Run the command with a stand-in curl that prints its arguments as bytes.
+    script = 'curl() { for arg in "$@"; do printf "%s\\n" "$arg"; done; }; ' + command
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True).stdout
+    assert b"X-User: Andr\xe9\n" in out.splitlines(keepends=True)
+
+
+def test_har_headers_are_utf8_text(client, make_capture) -> None:
+    capture = make_capture(
+        request=with_utf8_head(request_bytes(headers={"X-User": "André"})),
+        response=response_bytes(headers={"X-Bad": "Andr\xe9"}),
+    )
+    entry = har_entry_of(client, capture)
+    assert {"name": "X-User", "value": "André"} in entry["request"]["headers"]
+    assert {"name": "X-Bad", "value": "Andr\\xe9"} in entry["response"]["headers"]
+
+
+def test_har_content_text_is_the_decoded_body(client, make_capture) -> None:
+    text = '{"name": "André"}'.encode()
+    wire = brotli.compress(gzip.compress(text))
+    capture = make_capture(
+        response=response_bytes(headers={"Content-Type": "application/json", "Content-Encoding": "gzip, br"}, body=wire)
+    )
+    response = har_entry_of(client, capture)["response"]
+    content = response["content"]
+    assert content["text"] == '{"name": "André"}'
+    assert content["size"] == len(text)
+    assert content["compression"] == len(text) - len(wire)
+    assert response["bodySize"] == len(wire)
+    assert "_decodedCut" not in content
+
+
+def test_har_flags_a_decoded_body_cut_at_the_limit(client, make_capture, settings) -> None:
+    settings.AGENT_DECODED_BODY_LIMIT = 1000
+    wire = zstandard.ZstdCompressor().compress(b"a" * 100_000)
+    capture = make_capture(
+        response=response_bytes(headers={"Content-Type": "text/plain", "Content-Encoding": "zstd"}, body=wire)
+    )
+    content = har_entry_of(client, capture)["response"]["content"]
+    assert (content["size"], content["_decodedCut"], content["text"]) == (1000, True, "a" * 1000)
+
+
+def test_har_marks_truncated_sides_and_keeps_the_true_body_size(client, make_capture) -> None:
+    request = request_bytes("POST", "/up", body=b"z" * 300)
+    capture = make_capture(method="POST", request=request[:-100], request_size=len(request))
+    entry = har_entry_of(client, capture)
+    head_size = len(request) - 300
+    assert entry["request"]["bodySize"] == 300
+    assert entry["request"]["headersSize"] == head_size
+    assert (entry["request"]["_truncated"], entry["request"]["_storedSize"]) == (True, len(request) - 100)
+    assert "_truncated" not in entry["response"]
+    assert "_incomplete" not in entry["request"]
+
+
+def test_har_marks_incomplete_sides_with_the_reason(client, make_capture) -> None:
+    capture = make_capture(response=None, status=None)
+    reason = "the service closed the connection before it answered"
+    Capture.objects.filter(id=capture.id).update(response_complete=False, incomplete_reason=reason)
+    entry = har_entry_of(client, capture)
+    assert entry["response"]["_incomplete"] is True
+    assert entry["response"]["status"] == 0
+    assert "_incomplete" not in entry["request"]
+    assert entry["_incompleteReason"] == reason
+    assert f"response incomplete: {reason}" in entry["comment"]
+
+
+def test_curl_of_an_incomplete_request_says_so_first(client, make_capture) -> None:
+    capture = make_capture(response=None, status=None)
+    reason = "the client closed the connection before the request body was sent"
+    Capture.objects.filter(id=capture.id).update(request_complete=False, incomplete_reason=reason)
+    assert curl_of(client, capture).startswith(f"# the request is incomplete: {reason}\ncurl ")
