@@ -1,10 +1,11 @@
-# Entry points: `make run` (the agent), `make test` (the whole suite), `make lint`, `make bench`.
+# Entry points: `make run` (the agent), `make test` (the whole suite), `make soak` (minutes of real-use
+# traffic, SOAK_SECONDS=600 by default), `make lint`, `make bench`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lint format bench clean
+.PHONY: run test soak lint format bench clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,10 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	scripts/ensure-test-deps
 	$(PY) -m pytest
+
+# Not part of `test`: ten minutes by default. SOAK_SECONDS=60 make soak for a quick one.
+soak: $(VENV)/.dev
+	$(PY) -m pytest -m soak -s tests/soak
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
