@@ -3,6 +3,9 @@
 Two dialects arrive: the tunnels resource (a config-file tunnel definition, plus the client-side
 options npm `ngrok` sends along in the same object) and the 3.30+ endpoints resource (`url`,
 `upstream.url`, ... ; pyngrok 9's default), which is a tunnel seen through a newer shape.
+
+Every value's JSON type is checked here or in tunnel_spec (null counts as absent): `"name": false`
+is a 400, never a tunnel with a made-up name.
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ CLIENT_OPTION_KEYS = frozenset(
 _ENDPOINT_KEYS = frozenset(
     {"name", "url", "upstream", "inspect", "traffic_policy", "pooling_enabled", "metadata", "description", "bindings"}
 )
+# JSON types of the endpoint keys that are not tunnel keys (those are checked by tunnel_spec).
+_ENDPOINT_TYPES: dict[str, type] = {
+    "name": str,
+    "url": str,
+    "upstream": dict,
+    "traffic_policy": str,
+    "pooling_enabled": bool,
+    "bindings": list,
+}
+_UPSTREAM_TYPES: dict[str, type] = {"url": str, "protocol": str, "proxy_protocol": str}
 
 
 # JSON may spell a lone UTF-16 surrogate (`"\ud800"`); Go's decoder turns it into U+FFFD, and so
@@ -53,10 +66,18 @@ def decoded_like_go(value: Any) -> Any:
     return value
 
 
+def _check_type(where: str, value: Any, kind: type) -> None:
+    if value is not None and not isinstance(value, kind):
+        expected = {str: "a string", bool: "true or false", list: "a list", dict: "an object"}[kind]
+        raise TunnelConfigError(f"{where} must be {expected}")
+
+
 def tunnel_definition(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise TunnelConfigError("the request body must be a JSON object")
     body = decoded_like_go(body)
+    # A falsy name of another type must not fall through to a generated name.
+    _check_type("name", body.get("name"), str)
     ignored = sorted(CLIENT_OPTION_KEYS & body.keys())
     if ignored:
         log.info("ignoring client-side and cloud-only options: %s", ", ".join(ignored))
@@ -71,9 +92,19 @@ def endpoint_definition(body: Any, *, name: str | None = None) -> dict[str, Any]
     upstream = body.get("upstream")
     if not isinstance(upstream, dict) or not upstream.get("url"):
         raise TunnelConfigError("upstream.url is required")
-    if set(upstream) - {"url", "protocol", "proxy_protocol"}:
-        extra = sorted(set(upstream) - {"url", "protocol", "proxy_protocol"})[0]
+    if set(upstream) - set(_UPSTREAM_TYPES):
+        extra = sorted(set(upstream) - set(_UPSTREAM_TYPES))[0]
         raise TunnelConfigError(f"field {extra} not found in type config.EndpointUpstream")
+    for key in ("proto", "addr"):
+        # The scheme of `url` and `upstream.url` say these; a second say would be ignored.
+        if key in body:
+            raise TunnelConfigError(f"field {key} not found in type config.Endpoint")
+    for key, kind in _ENDPOINT_TYPES.items():
+        _check_type(key, body.get(key), kind)
+    for key, kind in _UPSTREAM_TYPES.items():
+        _check_type(f"upstream.{key}", upstream.get(key), kind)
+    if not all(isinstance(binding, str) for binding in body.get("bindings") or []):
+        raise TunnelConfigError("bindings must be a list of strings")
     if upstream.get("protocol") not in (None, "", "http1"):
         raise TunnelConfigError("upstream.protocol: only http1 is supported by this agent")
     if body.get("traffic_policy"):

@@ -204,8 +204,9 @@ class AgentRuntime:
                 log.exception("answering a peer failed")
 
     async def _fresh_name(self, definition: dict[str, Any]) -> str:
-        proto = str(definition.get("proto", "http"))
-        addr = re.sub(r"[^A-Za-z0-9.]+", "-", str(definition.get("addr", ""))).strip("-")
+        # Cut short: a long (even invalid) addr must not make the name itself too long.
+        proto = re.sub(r"[^A-Za-z0-9.]+", "-", str(definition.get("proto", "http")))[:8]
+        addr = re.sub(r"[^A-Za-z0-9.]+", "-", str(definition.get("addr", "")))[:64].strip("-")
         return f"{proto}-{addr}-{uuid.uuid4().hex[:8]}"
 
     def _mirror(self, tunnel: RunningTunnel) -> None:

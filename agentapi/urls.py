@@ -12,7 +12,7 @@ from django.urls import re_path
 
 from . import views
 
-_NAME = r"(?P<name>.+?)"
+_NAME = r"(?P<name>[\s\S]+?)"  # any character, newline too: such a name is then refused or not found
 
 tunnels = views.TunnelViewSet.as_view({"get": "list", "post": "create"})
 tunnel = views.TunnelViewSet.as_view({"get": "retrieve", "delete": "destroy"})
@@ -30,5 +30,6 @@ urlpatterns = [
     re_path(r"^requests/http/?$", captures, name="captures"),
     re_path(r"^requests/http/(?P<id>[^/]+)/?$", capture, name="capture"),
     re_path(r"^status/?$", views.StatusView.as_view(), name="status"),
+    re_path(r"^schema/?$", views.SchemaView.as_view(), name="schema"),
     re_path(r"", views.UnknownResourceView.as_view(), name="api-unknown"),
 ]

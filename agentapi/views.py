@@ -4,7 +4,10 @@ Views run in Django's worker thread; they reach the engine (on the event loop) t
 `async_to_sync` and never touch sockets themselves.
 
 Every view refuses a body that is not JSON before it does anything, whether or not it reads the
-body (the real agent's defence against cross-site form posts): see `JSONBodiesOnly`.
+body (the real agent's defence against cross-site form posts): see `JSONBodiesOnly`. OPTIONS on
+any resource answers 204 with `Allow` and no body (no CORS headers: a cross-site page still may
+not call the API). The OpenAPI description of every operation is in api_schema.py, served at
+/api/schema.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import permissions, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from . import api_schema as doc
 from .definitions import decoded_like_go, endpoint_definition, tunnel_definition
 from .engine.engine import TunnelExists, TunnelStartError
 from .engine.tunnel_spec import TunnelConfigError, parse_definition
@@ -33,6 +40,7 @@ from .errors import (
     TunnelOwnedElsewhere,
     TunnelStartFailed,
 )
+from .go_json import GoJSONRenderer
 from .models import Capture, Tunnel
 from .runtime import AgentRuntime, PeerUnavailable, current_runtime
 from .serializers import CaptureSerializer, EndpointSerializer, TunnelSerializer
@@ -43,7 +51,7 @@ MAX_REQUEST_LIMIT = 10000
 log = logging.getLogger(__name__)
 
 
-class JSONBodiesOnly:
+class JSONBodiesOnly(APIView):
     """Refuse, before the handler runs, a request whose body is not JSON.
 
     A Content-Type other than application/json is refused on any method that changes something and
@@ -52,8 +60,13 @@ class JSONBodiesOnly:
     (npm) pass.
     """
 
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        # Not DRF's metadata (it asks serializers for fields these views do not have): the methods
+        # in Allow, nothing else.
+        return Response(status=status.HTTP_204_NO_CONTENT, headers={"Allow": ", ".join(self.allowed_methods)})
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        super().initial(request, *args, **kwargs)
         media_type = (request.content_type or "").split(";")[0].strip().lower()
         has_body = request.META.get("CONTENT_LENGTH") not in (None, "", "0") or (
             "HTTP_TRANSFER_ENCODING" in request.META
@@ -115,10 +128,23 @@ class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
 
+    @extend_schema(
+        operation_id="tunnels_list", summary="List tunnels", responses=doc.responses({200: doc.ok("TunnelList")})
+    )
     def list(self, request: Request) -> Response:
         tunnels = TunnelSerializer(self.get_queryset(), many=True).data
         return Response({"tunnels": tunnels, "uri": "/api/tunnels"})
 
+    @extend_schema(
+        operation_id="tunnels_create",
+        summary="Start a tunnel",
+        request={"application/json": doc.ref("TunnelDefinition")},
+        responses=doc.responses(
+            {201: doc.ok("Tunnel")},
+            e502="The listener could not be opened (error_code 103).",
+            e503="No tunnel engine runs in this process.",
+        ),
+    )
     def create(self, request: Request) -> Response:
         try:
             definition = tunnel_definition(decoded_like_go(request.data))
@@ -127,9 +153,26 @@ class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         tunnel = _start(definition)
         return Response(TunnelSerializer(tunnel).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        operation_id="tunnels_retrieve",
+        summary="One tunnel",
+        parameters=[doc.NAME],
+        responses=doc.responses({200: doc.ok("Tunnel")}, e404="No such tunnel."),
+    )
     def retrieve(self, request: Request, name: str) -> Response:
         return Response(TunnelSerializer(_tunnel(name)).data)
 
+    @extend_schema(
+        operation_id="tunnels_destroy",
+        summary="Stop a tunnel",
+        parameters=[doc.NAME],
+        responses=doc.responses(
+            {204: doc.ok(None, "Stopped.")},
+            e404="No such tunnel.",
+            e409="Another agent runs it and cannot be reached.",
+            e503="No tunnel engine runs in this process.",
+        ),
+    )
     def destroy(self, request: Request, name: str) -> Response:
         _stop(name)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -140,16 +183,47 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
 
+    @extend_schema(
+        operation_id="endpoints_list", summary="List endpoints", responses=doc.responses({200: doc.ok("EndpointList")})
+    )
     def list(self, request: Request) -> Response:
         return Response({"endpoints": EndpointSerializer(self.get_queryset(), many=True).data, "uri": "/api/endpoints"})
 
+    @extend_schema(
+        operation_id="endpoints_create",
+        summary="Start an endpoint",
+        request={"application/json": doc.ref("EndpointDefinition")},
+        responses=doc.responses(
+            {201: doc.ok("Endpoint")},
+            e502="The listener could not be opened (error_code 103).",
+            e503="No tunnel engine runs in this process.",
+        ),
+    )
     def create(self, request: Request) -> Response:
         tunnel = self._start(decoded_like_go(request.data))
         return Response(EndpointSerializer(tunnel, context={"detail": True}).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        operation_id="endpoints_retrieve",
+        summary="One endpoint",
+        parameters=[doc.NAME],
+        responses=doc.responses({200: doc.ok("Endpoint")}, e404="No such endpoint."),
+    )
     def retrieve(self, request: Request, name: str) -> Response:
         return Response(EndpointSerializer(_tunnel(name), context={"detail": True}).data)
 
+    @extend_schema(
+        operation_id="endpoints_update",
+        summary="Replace or create an endpoint",
+        parameters=[doc.NAME],
+        request={"application/json": doc.ref("EndpointDefinition")},
+        responses=doc.responses(
+            {200: doc.ok("Endpoint", "Replaced."), 201: doc.ok("Endpoint", "Created.")},
+            e409="Another agent runs it and cannot be reached.",
+            e502="The listener could not be opened (error_code 103); the old endpoint runs on.",
+            e503="No tunnel engine runs in this process.",
+        ),
+    )
     def update(self, request: Request, name: str) -> Response:
         body = decoded_like_go(request.data)
         # Check the whole new definition before stopping the old endpoint, so a bad PUT changes nothing.
@@ -172,6 +246,17 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         code = status.HTTP_201_CREATED if old is None else status.HTTP_200_OK
         return Response(EndpointSerializer(tunnel, context={"detail": True}).data, status=code)
 
+    @extend_schema(
+        operation_id="endpoints_destroy",
+        summary="Stop an endpoint",
+        parameters=[doc.NAME],
+        responses=doc.responses(
+            {204: doc.ok(None, "Stopped.")},
+            e404="No such endpoint.",
+            e409="Another agent runs it and cannot be reached.",
+            e503="No tunnel engine runs in this process.",
+        ),
+    )
     def destroy(self, request: Request, name: str) -> Response:
         _stop(name)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -209,6 +294,12 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     lookup_field = "id"
     lookup_value_regex = "[^/]+"
 
+    @extend_schema(
+        operation_id="requests_list",
+        summary="Captured requests, newest first",
+        parameters=[doc.LIMIT, doc.TUNNEL_NAME],
+        responses=doc.responses({200: doc.ok("CaptureList")}),
+    )
     def list(self, request: Request) -> Response:
         _flush_captures()
         captures = self.get_queryset().order_by("-id")
@@ -219,6 +310,12 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         data = CaptureSerializer(captures[:limit], many=True).data
         return Response({"uri": "/api/requests/http", "requests": data})
 
+    @extend_schema(
+        operation_id="requests_retrieve",
+        summary="One captured request",
+        parameters=[doc.CAPTURE_ID],
+        responses=doc.responses({200: doc.ok("Capture")}, e404="No such capture."),
+    )
     def retrieve(self, request: Request, id: str) -> Response:
         _flush_captures()
         capture = Capture.objects.filter(id=id).first()
@@ -226,6 +323,16 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
             raise RequestNotFound(id)
         return Response(CaptureSerializer(capture).data)
 
+    @extend_schema(
+        operation_id="requests_replay",
+        summary="Replay a captured request",
+        request={"application/json": doc.ref("Replay")},
+        responses=doc.responses(
+            {204: doc.ok(None, "Replayed and recorded.")},
+            e404="No such capture or tunnel.",
+            e503="No tunnel engine runs in this process.",
+        ),
+    )
     def replay(self, request: Request) -> Response:
         body = decoded_like_go(request.data)
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
@@ -252,6 +359,11 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         async_to_sync(runtime.replay)(capture, tunnel_name)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(
+        operation_id="requests_clear",
+        summary="Delete every capture",
+        responses=doc.responses({204: doc.ok(None, "Deleted.")}),
+    )
     def clear(self, request: Request) -> Response:
         runtime = current_runtime()
         if runtime is not None:
@@ -281,6 +393,7 @@ def _limit(raw: str | None) -> int:
 
 
 class StatusView(JSONBodiesOnly, APIView):
+    @extend_schema(operation_id="status", summary="Agent status", responses=doc.responses({200: doc.ok("Status")}))
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -293,6 +406,9 @@ class StatusView(JSONBodiesOnly, APIView):
 
 
 class RootView(JSONBodiesOnly, APIView):
+    @extend_schema(
+        operation_id="root", summary="The resources of this API", responses=doc.responses({200: doc.ok("Root")})
+    )
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -300,11 +416,26 @@ class RootView(JSONBodiesOnly, APIView):
                 "endpoints": {"uri": "/api/endpoints"},
                 "requests": {"uri": "/api/requests/http"},
                 "status": {"uri": "/api/status"},
+                "schema": {"uri": "/api/schema"},
                 "uri": "/api/",
             }
         )
 
 
+class SchemaView(JSONBodiesOnly, SpectacularAPIView):
+    """GET /api/schema: the OpenAPI 3 description of this API (JSON; `?format=yaml` for YAML)."""
+
+    renderer_classes = [OpenApiJsonRenderer, OpenApiYamlRenderer]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Errors in the API's one error shape, as JSON, whatever format the schema was asked in.
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = GoJSONRenderer()
+        self.request.accepted_media_type = "application/json"
+        return response
+
+
+@extend_schema(exclude=True)
 class UnknownResourceView(APIView):
     """Any other path under /api/: a 404 in the error shape (never Django's HTML page), any method."""
 

@@ -90,8 +90,10 @@ AGENT_CAPTURE_LIMIT = env_int("AGENT_CAPTURE_LIMIT", 1024 * 1024)
 AGENT_DECODED_BODY_LIMIT = env_int("AGENT_DECODED_BODY_LIMIT", 8 * 1024 * 1024)
 # Total stored size of captures before the oldest are evicted (ngrok's `inspect_db_size`).
 AGENT_INSPECT_DB_SIZE = env_int("AGENT_INSPECT_DB_SIZE", 50 * 1000 * 1000)
-# Seconds to wait for the local service to answer before a 504.
-AGENT_UPSTREAM_TIMEOUT = env_int("AGENT_UPSTREAM_TIMEOUT", 60)
+# Seconds the local service has to start its answer before a 504 (a tunnel's `response_timeout`
+# wins). Ten minutes: longer than ngrok's edge waits (its documented HTTP limits have no response
+# timeout, only a 5-minute idle timeout), so long polls and slow webhooks behave as with ngrok.
+AGENT_UPSTREAM_TIMEOUT = env_int("AGENT_UPSTREAM_TIMEOUT", 600)
 # PEM files for https public URLs; unset: a self-signed certificate made in AGENT_DATA_DIR/tls.
 AGENT_TLS_CERT = env_str("AGENT_TLS_CERT", "")
 AGENT_TLS_KEY = env_str("AGENT_TLS_KEY", "")
@@ -117,6 +119,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "drf_spectacular",
     "agentapi",
 ]
 
@@ -197,6 +200,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "agentapi.errors.ngrok_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "agentapi.api_schema.AgentAutoSchema",
+}
+
+# The OpenAPI description served at /api/schema (shapes in agentapi/api_schema.py).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "tunnel-agent API",
+    "DESCRIPTION": "The ngrok agent API (tunnels, endpoints, captured requests, status) as this agent serves it.",
+    "VERSION": AGENT_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["agentapi.api_schema.only_the_api"],
+    "POSTPROCESSING_HOOKS": ["agentapi.api_schema.with_components"],
+    "SCHEMA_PATH_PREFIX": "/api",
 }
 
 LOGGING = {

@@ -101,7 +101,8 @@ class Engine:
                 sink=self.sink,
                 ids=self.ids,
                 capture_limit=self.capture_limit,
-                upstream_timeout=self.upstream_timeout,
+                # The tunnel's own `response_timeout` wins over the agent's AGENT_UPSTREAM_TIMEOUT.
+                upstream_timeout=spec.response_timeout or self.upstream_timeout,
                 head_timeout=self.head_timeout,
                 idle_timeout=self.idle_timeout,
             )
@@ -209,7 +210,8 @@ class Engine:
         record.add_request(raw)
         started = time.perf_counter_ns()
         try:
-            status = await asyncio.wait_for(self._exchange(tunnel.spec, raw, record), self.upstream_timeout)
+            timeout = tunnel.spec.response_timeout or self.upstream_timeout
+            status = await asyncio.wait_for(self._exchange(tunnel.spec, raw, record), timeout)
         except TimeoutError:
             status = _fail(record, 504, "the local service did not answer in time")
         except OSError as error:

@@ -14,11 +14,24 @@ Rules (ngrok's, see spec/wire-details.md; ours where marked):
   ephemeral port). https listeners use the agent's certificate (see agentapi/tls_identity.py).
 - tls: bytes pass through to addr untouched, unless `crt` and `key` (PEM paths) are given
   (`terminate_at: agent`, the default then): the agent terminates TLS and forwards plain bytes.
+- Values (ours): every key has a JSON type (see _KEY_TYPES; true/false is never a number) and
+  null means absent, as for Go's decoder. Strings hold at most MAX_STRING characters, lists and
+  objects at most MAX_ITEMS entries, numbers fit Go's int64 and are finite. Anything else is refused
+  with a message naming the key, so a bad value is a 400, never a crash further down.
+- Addresses follow Go's net.SplitHostPort: an IPv6 literal goes in brackets (`[::1]:8080`), a
+  colon with nothing after it is refused (no silent port 80), host names are ASCII with labels of
+  1-63 characters. Wherever a host and a port are written together again (config.addr, the Host
+  header of `host_header: rewrite`, public URLs, log lines) an IPv6 literal is bracketed:
+  `join_host_port`.
+- http `response_timeout` (ours): how long the local service may take to start its answer before
+  the agent gives 504, in seconds (a number) or a Go duration string ("90s", "5m", "1m30s");
+  default AGENT_UPSTREAM_TIMEOUT.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -26,6 +39,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 PROTOS = ("http", "tcp", "tls")
+
+MAX_STRING = 4096  # characters in any string of a definition (ngrok's metadata limit)
+MAX_ITEMS = 1000  # entries in any list or object of a definition
+MAX_DEPTH = 4  # nesting of lists and objects (ip_restriction.allow_cidrs is 2 deep)
+MAX_RESPONSE_TIMEOUT = 24 * 3600.0  # seconds; more is a typo, not a wish
+_INT64 = 2**63
 
 _COMMON_KEYS = {"proto", "addr", "name", "inspect", "metadata", "description"}
 _KEYS = {
@@ -43,6 +62,7 @@ _KEYS = {
         "ip_restriction",
         "request_header",
         "compression",
+        "response_timeout",
     },
     "tcp": _COMMON_KEYS | {"remote_addr", "ip_restriction", "url"},
     "tls": _COMMON_KEYS
@@ -51,6 +71,40 @@ _KEYS = {
 _GO_TYPES = {"http": "HTTPv2Tunnel", "tcp": "TCPv2Tunnel", "tls": "TLSv2Tunnel"}
 # Keys of the real agent that this one does not implement yet: refused, with a plain reason.
 _NOT_SUPPORTED = {"response_header", "circuit_breaker", "oauth", "oidc", "webhook_verification", "mutual_tls_cas"}
+# The JSON types each key may hold (bool is never taken for int); null is always allowed (= absent).
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "proto": (str,),
+    "addr": (str, int),
+    "name": (str,),
+    "inspect": (bool,),
+    "metadata": (str,),
+    "description": (str,),
+    "auth": (str, list),
+    "basic_auth": (str, list),
+    "bind_tls": (bool, str),
+    "schemes": (list,),
+    "host_header": (str,),
+    "hostname": (str,),
+    "subdomain": (str,),
+    "domain": (str,),
+    "url": (str,),
+    "ip_restriction": (dict,),
+    "request_header": (dict,),
+    "compression": (bool,),
+    "remote_addr": (str,),
+    "crt": (str,),
+    "key": (str,),
+    "terminate_at": (str,),
+    "response_timeout": (int, float, str),
+}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+}
 
 
 class TunnelConfigError(ValueError):
@@ -60,8 +114,18 @@ class TunnelConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Upstream:
     scheme: str  # http, https, tcp, tls
-    host: str
+    host: str  # without brackets
     port: int
+
+    @property
+    def netloc(self) -> str:
+        """host:port as written in a URL, a Host header or a log line ([::1]:8080)."""
+        return join_host_port(self.host, self.port)
+
+
+def join_host_port(host: str, port: int) -> str:
+    """Go's net.JoinHostPort: an IPv6 literal goes in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +135,7 @@ class TunnelSpec:
     addr: str  # normalised, as shown in config.addr
     upstream: Upstream
     inspect: bool
-    listen_host: str
+    listen_host: str  # without brackets
     listen_port: int  # 0: ephemeral
     basic_auth: tuple[tuple[str, str], ...] = ()
     host_header: str = ""  # "", "rewrite", "preserve" or a literal
@@ -86,6 +150,8 @@ class TunnelSpec:
     public_tls: bool = False
     crt: str = ""
     key: str = ""
+    # Seconds the local service may take to start answering (504 after); None: the agent's default.
+    response_timeout: float | None = None
     # The definition as given (for the endpoints view and the mirror row).
     definition: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -96,22 +162,24 @@ def normalise_addr(proto: str, addr: Any) -> str:
     text = str(addr).strip()
     if not text:
         raise TunnelConfigError("addr is required")
+    if len(text) > MAX_STRING:
+        raise TunnelConfigError(f"addr is too long: at most {MAX_STRING} characters")
     if "://" in text:
         _split_url(text)  # validates
         return text
     if (
         text.lstrip("+-").isascii() and text.lstrip("+-").isdigit()
     ):  # a bare port; a JSON number arrives as int (npm sends one)
-        host, port = "localhost", int(text)
+        host, port = "localhost", _port_number(text.removeprefix("+"), text)
     else:
-        host, port = _split_host_port(text, default_port=80 if proto == "http" else None)
+        host, port = _split_host_port(text, default_port=80 if proto == "http" else None, default_host="localhost")
     _check_port(port)
     if proto == "http":
         scheme = "https" if port == 443 else "http"
-        return f"{scheme}://{_join(host, port)}"
+        return f"{scheme}://{join_host_port(host, port)}"
     if proto == "tls" and port == 443:
-        return f"tls://{_join(host, port)}"
-    return _join(host, port)
+        return f"tls://{join_host_port(host, port)}"
+    return join_host_port(host, port)
 
 
 def upstream_of(proto: str, addr: str) -> Upstream:
@@ -120,7 +188,7 @@ def upstream_of(proto: str, addr: str) -> Upstream:
         if proto == "http" and scheme not in ("http", "https"):
             raise TunnelConfigError(f"invalid addr {addr!r}: the scheme must be http or https")
         return Upstream(scheme, host, port or (443 if scheme == "https" else 80))
-    host, port = _split_host_port(addr, default_port=None)
+    host, port = _split_host_port(addr, default_port=None, default_host="localhost")
     return Upstream(proto, host, port)
 
 
@@ -130,18 +198,19 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
         raise TunnelConfigError("a tunnel definition must be a JSON object")
     proto = definition.get("proto", "http")
     if proto not in PROTOS:
-        raise TunnelConfigError(f"Invalid protocol name '{proto}'")
+        raise TunnelConfigError(f"Invalid protocol name '{_shown(proto)}'")
     for key in definition:
         if key in _NOT_SUPPORTED:
             raise TunnelConfigError(f"field {key} is not supported by this agent")
         if key not in _KEYS[proto]:
-            raise TunnelConfigError(f"field {key} not found in type config.{_GO_TYPES[proto]}")
-    if "addr" not in definition:
+            raise TunnelConfigError(f"field {_shown(key)} not found in type config.{_GO_TYPES[proto]}")
+    _check_values(definition)
+    if definition.get("addr") is None:
         raise TunnelConfigError("addr is required")
     addr = normalise_addr(proto, definition["addr"])
-    inspect = definition.get("inspect", proto == "http")
-    if not isinstance(inspect, bool):
-        raise TunnelConfigError("inspect must be true or false")
+    inspect = definition.get("inspect")
+    if inspect is None:
+        inspect = proto == "http"
     listen_host, listen_port = _listen_address(proto, definition, public_host)
     spec = TunnelSpec(
         name=name,
@@ -165,6 +234,7 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
         basic_auth=_basic_auth(definition),
         host_header=_string(definition, "host_header"),
         forward_host=_forward_host(spec, _string(definition, "host_header")),
+        response_timeout=response_timeout(definition.get("response_timeout")),
         **_request_header(definition.get("request_header")),
     )
     schemes = _schemes(definition)
@@ -214,6 +284,7 @@ def _schemes(definition: dict[str, Any]) -> list[str]:
 
 
 def _listen_address(proto: str, definition: dict[str, Any], public_host: str) -> tuple[str, int]:
+    default_host = _public_host(public_host)
     keys = ("url", "hostname", "domain") if proto == "http" else ("remote_addr", "url", "hostname", "domain")
     for key in keys:
         value = definition.get(key)
@@ -222,14 +293,23 @@ def _listen_address(proto: str, definition: dict[str, Any], public_host: str) ->
         if not isinstance(value, str):
             raise TunnelConfigError(f"{key} must be a string")
         text = value.split("://", 1)[1] if "://" in value else value
+        text = text.removesuffix("/")
         if not text:
             continue  # pyngrok's "tcp://": any address
-        if ":" in text.rstrip("]"):
-            host, port = _split_host_port(text, default_port=None)
-            _check_port(port, allow_zero=True)
-            return host, port
-        return text, 0
-    return public_host, 0
+        host, port = _split_host_port(text, default_port=0, default_host=default_host)
+        _check_port(port, allow_zero=True)
+        return host, port
+    return default_host, 0
+
+
+def _public_host(public_host: str) -> str:
+    """AGENT_PUBLIC_HOST as a listen host: `::1` and `[::1]` both mean ::1."""
+    text = public_host.strip()
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return _ipv6_literal(host, public_host) if ":" in host else _checked_host(host, public_host)
+    except TunnelConfigError:
+        raise TunnelConfigError(f"AGENT_PUBLIC_HOST {public_host!r} is not a host name or IP address") from None
 
 
 def _basic_auth(definition: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -254,8 +334,8 @@ def _ip_restriction(raw: Any) -> dict[str, Any]:
     result = {}
     for key in ("allow_cidrs", "deny_cidrs"):
         cidrs = raw.get(key) or []
-        if not isinstance(cidrs, list):
-            raise TunnelConfigError(f"ip_restriction.{key} must be a list")
+        if not isinstance(cidrs, list) or not all(isinstance(c, str) for c in cidrs):
+            raise TunnelConfigError(f"ip_restriction.{key} must be a list of CIDR strings")
         try:
             result[key] = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
         except (ValueError, TypeError) as error:
@@ -302,12 +382,100 @@ def _forward_host(spec: TunnelSpec, mode: str) -> bytes | None:
     if mode == "rewrite":
         upstream = spec.upstream
         default = 443 if upstream.scheme == "https" else 80
-        host = upstream.host if upstream.port == default else f"{upstream.host}:{upstream.port}"
+        if upstream.port == default:
+            host = f"[{upstream.host}]" if ":" in upstream.host else upstream.host
+        else:
+            host = upstream.netloc
         try:
-            return host.encode("idna")
+            return host.encode("ascii")
         except UnicodeError:
             raise TunnelConfigError(f"host_header rewrite: {upstream.host!r} is not a valid host name") from None
     return _field_value(mode, "host_header")
+
+
+def response_timeout(raw: Any) -> float | None:
+    """`response_timeout` in seconds: a positive number, or a Go duration string ("90s", "1m30s")."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not _GO_DURATION.fullmatch(text):
+            raise TunnelConfigError(
+                f'invalid response_timeout {_shown(raw)!r}: seconds, or a duration such as "90s", "5m" or "1m30s"'
+            )
+        seconds = sum(float(number) * _UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        seconds = float(raw) if abs(raw) < _INT64 else math.inf
+    else:
+        raise TunnelConfigError("response_timeout must be a number of seconds or a duration string")
+    if not 0 < seconds <= MAX_RESPONSE_TIMEOUT:
+        raise TunnelConfigError(
+            f"invalid response_timeout {_shown(raw)!r}: more than 0 and at most {MAX_RESPONSE_TIMEOUT:g} seconds"
+        )
+    return seconds
+
+
+def _check_values(definition: dict[str, Any]) -> None:
+    """Each key's JSON type, and bounds on every string, list and number in it (see the banner)."""
+    for key, value in definition.items():
+        if value is None:
+            continue  # null is absent, as for Go's decoder
+        allowed = _KEY_TYPES.get(key)
+        if allowed is not None and (
+            not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
+        ):
+            expected = " or ".join(_TYPE_NAMES[kind] for kind in allowed)
+            raise TunnelConfigError(f"{key} must be {expected}")
+        _check_size(value, str(key), 0)
+
+
+def _check_size(value: Any, where: str, depth: int) -> None:
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise TunnelConfigError(f"{where} is too long: at most {MAX_STRING} characters")
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise TunnelConfigError(f"{where} is out of range")
+    elif isinstance(value, float):
+        if not math.isfinite(value) or abs(value) >= _INT64:
+            raise TunnelConfigError(f"{where} is out of range")
+    elif isinstance(value, (list, dict)):
+        if depth >= MAX_DEPTH:
+            raise TunnelConfigError(f"{where} is nested too deeply")
+        if len(value) > MAX_ITEMS:
+            raise TunnelConfigError(f"{where} has too many entries: at most {MAX_ITEMS}")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict):
+                if not isinstance(key, str):
+                    raise TunnelConfigError(f"{where} must have string keys")
+                _check_size(key, f"{where} key", depth + 1)
+                _check_size(item, f"{where}.{_shown(key)}", depth + 1)
+            else:
+                _check_size(item, f"{where}[{key}]", depth + 1)
+    else:  # a YAML date, a set, ...: nothing JSON could send
+        raise TunnelConfigError(f"{where} must be JSON data, not {_json_type(value)}")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    for kind, name in _TYPE_NAMES.items():
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _shown(value: Any, limit: int = 64) -> str:
+    """A value for an error message, cut short: a refusal never echoes megabytes back."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _string(definition: dict[str, Any], key: str) -> str:
@@ -320,8 +488,12 @@ def _string(definition: dict[str, Any], key: str) -> str:
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HOST = re.compile(r"[A-Za-z0-9._\-]+|[0-9A-Fa-f:.%]+")
+_HOSTNAME = re.compile(r"[A-Za-z0-9._\-]+")
+_ZONE = re.compile(r"[A-Za-z0-9._\-]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def _split_url(url: str) -> tuple[str, str, int | None]:
@@ -332,38 +504,86 @@ def _split_url(url: str) -> tuple[str, str, int | None]:
         raise TunnelConfigError(f"invalid addr {url!r}: {error}") from None
     if not parts.scheme or not parts.hostname:
         raise TunnelConfigError(f"invalid addr {url!r}")
+    if parts.netloc.endswith(":"):
+        raise TunnelConfigError(f"invalid addr {url!r}: the port is empty")
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        _ipv6_literal(parts.hostname, url)
+    elif ":" in parts.hostname:
+        raise TunnelConfigError(f"invalid addr {url!r}: an IPv6 address goes in brackets")
+    else:
+        _checked_host(parts.hostname, url)
     if port is not None:
         _check_port(port)
     return parts.scheme, parts.hostname, port
 
 
-def _split_host_port(text: str, *, default_port: int | None) -> tuple[str, int]:
+def _split_host_port(text: str, *, default_port: int | None, default_host: str) -> tuple[str, int]:
+    """Go's net.SplitHostPort, plus a host alone when there is a default port.
+
+    `host:port`, `[v6]:port`, `:port` (the default host); `host` and `[v6]` only with a default
+    port. An unbracketed IPv6 literal is refused: `::1:8080` could mean two things.
+    """
+    port_text: str | None
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
+        inside, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise TunnelConfigError(f"invalid address {text!r}: expected [IPv6]:port")
+        host = _ipv6_literal(inside, text)
+        port_text = rest[1:] if rest else None
+    elif text.count(":") > 1:
+        raise TunnelConfigError(f"invalid address {text!r}: an IPv6 address goes in brackets, e.g. [::1]:8080")
+    elif ":" in text:
+        host, _, port_text = text.partition(":")
+        host = _checked_host(host, text) or default_host
     else:
-        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
-    if not port_text:
+        host, port_text = _checked_host(text, text), None
+    if port_text is None:
         if default_port is None:
             raise TunnelConfigError(f"invalid address {text!r}: host:port expected")
-        return _checked_host(host, text) or "localhost", default_port
+        return host, default_port
+    if not port_text:
+        raise TunnelConfigError(f"invalid address {text!r}: the port is empty")
+    return host, _port_number(port_text, text)
+
+
+def _port_number(port_text: str, text: str) -> int:
     if not (port_text.isascii() and port_text.isdigit()):
-        raise TunnelConfigError(f"invalid port in {text!r}")
-    return _checked_host(host, text) or "localhost", int(port_text)
+        raise TunnelConfigError(f"invalid port in {_shown(text)!r}")
+    if len(port_text) > 6:  # no need to turn a thousand digits into an int to know it is no port
+        raise TunnelConfigError(f"invalid port {_shown(port_text, 16)}: must be 1-65535")
+    return int(port_text)
 
 
 def _checked_host(host: str, text: str) -> str:
-    # ASCII host names and IP literals only (an IDN goes in its punycode form): anything else
-    # could not be dialled or sent as a Host header.
-    if host and not _HOST.fullmatch(host):
-        raise TunnelConfigError(f"invalid host in {text!r}")
+    """A host name or IPv4 address in ASCII (an IDN goes in its punycode form), labels of 1-63 characters.
+
+    Anything else could not be dialled, bound or sent as a Host header (and some of it would
+    only fail deep inside the resolver).
+    """
+    if not host:
+        return host
+    if len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        raise TunnelConfigError(f"invalid host in {_shown(text)!r}")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise TunnelConfigError(
+            f"invalid host in {_shown(text)!r}: each dot-separated label is 1-63 characters"
+        ) from None
+    return host
+
+
+def _ipv6_literal(host: str, text: str) -> str:
+    address, percent, zone = host.partition("%")
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        raise TunnelConfigError(f"invalid IPv6 address in {_shown(text)!r}") from None
+    if percent and not _ZONE.fullmatch(zone):
+        raise TunnelConfigError(f"invalid IPv6 zone in {_shown(text)!r}")
     return host
 
 
 def _check_port(port: int, *, allow_zero: bool = False) -> None:
     if not (0 if allow_zero else 1) <= port <= 65535:
         raise TunnelConfigError(f"invalid port {port}: must be 1-65535")
-
-
-def _join(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

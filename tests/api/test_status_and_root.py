@@ -26,7 +26,7 @@ def test_root_lists_the_resources_with_their_uris(agent) -> None:
     body = agent.api("GET", "/api/").json()
     assert body["uri"] == "/api/"
     uris = {value["uri"] for key, value in body.items() if key != "uri"}
-    assert uris == {"/api/tunnels", "/api/endpoints", "/api/requests/http", "/api/status"}
+    assert uris == {"/api/tunnels", "/api/endpoints", "/api/requests/http", "/api/status", "/api/schema"}
 
 
 def test_every_uri_in_the_root_answers(agent) -> None:
