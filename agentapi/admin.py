@@ -27,6 +27,7 @@ from dashboard.content_views import Body, render_best
 from dashboard.message_body import parse_message
 
 from .captures.header_text import display_text
+from .engine.engine import ReplayRefused
 from .models import Capture, Tunnel
 from .runtime import current_runtime
 
@@ -286,7 +287,11 @@ class CaptureAdmin(admin.ModelAdmin):
             elif runtime.engine.tunnel(capture.tunnel_name) is None:
                 skipped.append(f"{capture.id} (tunnel {capture.tunnel_name!r} is not running)")
             else:
-                async_to_sync(runtime.replay)(capture, capture.tunnel_name)
+                try:
+                    async_to_sync(runtime.replay)(capture, capture.tunnel_name)
+                except ReplayRefused as error:
+                    skipped.append(f"{capture.id} ({error})")
+                    continue
                 replayed += 1
         if replayed:
             self.message_user(request, f"Replayed {replayed} capture(s).", messages.SUCCESS)

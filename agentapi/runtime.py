@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from .capture_store import OrmCaptureStore
 from .engine.capture_sink import CaptureSink
-from .engine.engine import Engine, RunningTunnel, TunnelExists
+from .engine.engine import Engine, ReplayRefused, RunningTunnel, TunnelExists
 from .engine.tunnel_spec import TunnelConfigError, TunnelSpec, parse_definition
 from .models import Capture, Tunnel
 from .tls_identity import https_context
@@ -68,6 +68,7 @@ class AgentRuntime:
             upstream_timeout=settings.AGENT_UPSTREAM_TIMEOUT,
             head_timeout=settings.AGENT_HEAD_TIMEOUT,
             idle_timeout=settings.AGENT_IDLE_TIMEOUT,
+            response_head_limit=settings.AGENT_RESPONSE_HEAD_LIMIT,
         )
 
     async def start(self) -> None:
@@ -226,6 +227,20 @@ class AgentRuntime:
 
     # --- captures ---------------------------------------------------------------------------
     async def replay(self, capture: Capture, tunnel_name: str) -> str:
+        """Replay a stored capture into a running tunnel; returns the new capture's id.
+
+        Raises ReplayRefused for a capture whose request did not cross whole or was cut at the
+        capture limit, KeyError when the tunnel does not run here.
+        """
+        if not capture.request_complete:
+            raise ReplayRefused(
+                f"cannot replay {capture.id}: {capture.incomplete_reason or 'its request is incomplete'}"
+            )
+        if capture.request_truncated:
+            raise ReplayRefused(
+                f"cannot replay {capture.id}: only {len(capture.request_raw)} of {capture.request_size} bytes"
+                " of the request were captured (raise AGENT_CAPTURE_LIMIT)"
+            )
         record = await self.engine.replay(bytes(capture.request_raw), tunnel_name, replay_of=capture.id)
         return record.id
 

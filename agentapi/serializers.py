@@ -119,6 +119,11 @@ class CaptureSerializer(serializers.BaseSerializer):
                 "proto": f"HTTP/{head.version}",
                 "headers": header_map(api_fields(head.raw_headers)),
                 "raw": base64.b64encode(response_raw).decode("ascii"),
+                # Beyond ngrok's shape: the true size, whether `raw` holds all of it, and whether
+                # the message crossed whole (see the capture's `incomplete_reason` when not).
+                "size": capture.response_size or 0,
+                "truncated": capture.response_truncated,
+                "complete": capture.response_complete,
             }
         return {
             "uri": "/api/requests/http/" + capture.id,
@@ -127,12 +132,17 @@ class CaptureSerializer(serializers.BaseSerializer):
             "remote_addr": capture.remote_addr,
             "start": go_time(capture.start),
             "duration": capture.duration_ns,
+            # Ours, not ngrok's: why the request or response did not cross whole ("" when both did).
+            "incomplete_reason": capture.incomplete_reason,
             "request": {
                 "method": capture.method,
                 "proto": f"HTTP/{request.version}",
                 "headers": header_map(api_fields(request.raw_headers)),
                 "uri": capture.uri,
                 "raw": base64.b64encode(request_raw).decode("ascii"),
+                "size": capture.request_size,
+                "truncated": capture.request_truncated,
+                "complete": capture.request_complete,
             },
             "response": response,
         }

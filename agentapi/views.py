@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from . import api_schema as doc
 from .definitions import decoded_like_go, endpoint_definition, tunnel_definition
-from .engine.engine import TunnelExists, TunnelStartError
+from .engine.engine import ReplayRefused, TunnelExists, TunnelStartError
 from .engine.tunnel_spec import TunnelConfigError, parse_definition
 from .errors import (
     AgentUnavailable,
@@ -351,12 +351,10 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
             raise TunnelNotFound(tunnel_name)
         if target.http is None:
             raise BadRequest(f'tunnel "{tunnel_name}" is {target.spec.proto}: only http tunnels replay requests')
-        if capture.request_truncated:
-            raise BadRequest(
-                f"cannot replay {capture.id}: only {len(capture.request_raw)} of {capture.request_size} bytes"
-                " of the request were captured (raise AGENT_CAPTURE_LIMIT)"
-            )
-        async_to_sync(runtime.replay)(capture, tunnel_name)
+        try:
+            async_to_sync(runtime.replay)(capture, tunnel_name)
+        except ReplayRefused as error:  # cut at the capture limit, or never crossed whole
+            raise BadRequest(str(error)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(

@@ -18,6 +18,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from agentapi.engine.engine import ReplayRefused
 from agentapi.models import Capture
 from agentapi.runtime import current_runtime
 
@@ -219,4 +220,6 @@ def replay(request: HttpRequest) -> JsonResponse:
         record = async_to_sync(runtime.engine.replay)(raw, tunnel_name, replay_of=replay_of)
     except KeyError:
         return _error(404, f"the tunnel {tunnel_name!r} stopped")
+    except ReplayRefused as error:  # e.g. a Content-Length the edited body does not match
+        return _error(400, str(error))
     return JsonResponse({"id": record.id, "status_code": record.status_code}, status=201)

@@ -196,4 +196,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         "remote_addr": row["remote_addr"],
         "request_complete": row["request_complete"],
         "response_complete": row["response_complete"],
+        "incomplete_reason": row["incomplete_reason"],
+        # Cut at the capture limit: the stored bytes are fewer than the true sizes.
+        "truncated": row["stored_size"] < row["request_size"] + (row["response_size"] or 0),
     }

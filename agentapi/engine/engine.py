@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from .capture_id import CaptureIdFactory
 from .capture_record import CaptureRecord
 from .capture_sink import CaptureSink
-from .http1 import ProtocolError, ResponseParser, error_response, parse_stored_head
+from .http1 import ProtocolError, RequestEnd, RequestParser, ResponseParser, error_response, parse_stored_head
 from .http_proxy import ClientConnection, TunnelContext, upstream_tls
 from .metrics import TICK_SECONDS, TunnelMetrics
 from .tcp_pipe import PublicSide
 from .tunnel_spec import TunnelSpec
+from .upstream_dial import dial
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,23 @@ class TunnelStartError(Exception):
 
 class TunnelExists(Exception):
     pass
+
+
+class ReplayRefused(ValueError):
+    """The stored bytes are not a whole request: sending them would leave the service waiting for
+    a body that never comes."""
+
+
+def check_replayable(raw: bytes) -> None:
+    """Raise ReplayRefused unless `raw` is exactly one complete HTTP/1 request (head and body)."""
+    parser = RequestParser()
+    events = parser.feed(raw)
+    if parser.error is not None:
+        raise ReplayRefused(f"the stored request is not valid HTTP: {parser.error.detail}")
+    if not any(isinstance(event, RequestEnd) for event in events):
+        raise ReplayRefused("the stored request is not complete: its body is shorter than its head announces")
+    if sum(isinstance(event, RequestEnd) for event in events) > 1:
+        raise ReplayRefused("the stored bytes hold more than one request")
 
 
 @dataclass(eq=False)
@@ -58,8 +76,10 @@ class Engine:
         https_context: ssl.SSLContext | None = None,
         head_timeout: float = 30.0,
         idle_timeout: float = 90.0,
+        response_head_limit: int = 64 * 1024,
     ) -> None:
         self.sink = sink
+        self.response_head_limit = response_head_limit
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
         # The agent's own certificate, for https public URLs.
@@ -105,6 +125,7 @@ class Engine:
                 upstream_timeout=spec.response_timeout or self.upstream_timeout,
                 head_timeout=self.head_timeout,
                 idle_timeout=self.idle_timeout,
+                response_head_limit=self.response_head_limit,
             )
             http_context = context
 
@@ -194,8 +215,12 @@ class Engine:
 
         Tunnel policies (basic auth, header rules) are not applied: the bytes already went through
         them once. Returns when the new capture is stored.
+
+        Raises KeyError when the tunnel is not running here, ReplayRefused when `raw` is not one
+        whole request.
         """
         tunnel = self._tunnels[tunnel_name]  # KeyError: not running
+        check_replayable(raw)  # ReplayRefused: never send what would hang the service
         head = parse_stored_head(raw, response=False)
         record = CaptureRecord(
             id=self.ids.new(),
@@ -228,7 +253,15 @@ class Engine:
 
     async def _exchange(self, spec: TunnelSpec, raw: bytes, record: CaptureRecord) -> int:
         upstream = spec.upstream
-        reader, writer = await asyncio.open_connection(upstream.host, upstream.port, ssl=upstream_tls(spec))
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**16, loop=loop)
+        transport, protocol = await dial(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+            upstream.host,
+            upstream.port,
+            ssl_context=upstream_tls(spec),
+        )
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)  # type: ignore[arg-type]
         try:
             writer.write(raw)
             parser = ResponseParser()

@@ -171,6 +171,8 @@ class ResponseProgress:
     head_done: bool = False
     status: int = 0
     interim: bool = False
+    # An interim response (100 Continue) was read whole in this feed: forward it now.
+    interim_seen: bool = False
     done: bool = False
     keep_alive: bool = True
     upgraded: bool = False
@@ -234,6 +236,7 @@ class ResponseParser:
         progress.status = status
         if 100 <= status < 200 and status != 101:
             progress.interim = True
+            progress.interim_seen = True
             return
         progress.head_done = True
         progress.keep_alive = self._parser.should_keep_alive()
@@ -260,7 +263,15 @@ def forwarded_head(
     remove: frozenset[bytes] = frozenset(),
     add: Sequence[tuple[bytes, bytes]] = (),
 ) -> bytes:
-    """The request head to send upstream: hop-by-hop fields dropped, X-Forwarded-* added."""
+    """The request head to send upstream: hop-by-hop fields dropped, X-Forwarded-* added.
+
+    Hop-by-hop fields describe the client's connection, not the message (RFC 9110 7.6.1): the
+    `Connection` field and every field it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
+    and `Upgrade` outside an upgrade. The upstream connection is the agent's own, kept alive for
+    reuse: a client's `Connection: close` must not make the service close a pooled connection.
+    An upgrade (WebSocket) request goes on as one: `Connection: Upgrade` plus its `Upgrade` field.
+    """
+    named = _connection_options(head.headers)
     original_host = b""
     out = [b"%s %s HTTP/%s\r\n" % (head.method, head.target, head.version.encode("ascii"))]
     for name, value in head.headers:
@@ -269,9 +280,17 @@ def forwarded_head(
             original_host = value
             if host_header is not None:
                 value = host_header
-        elif lower in _HOP_BY_HOP or lower in remove or lower.startswith(b"x-forwarded-"):
+        elif (
+            lower in _HOP_BY_HOP
+            or lower in named
+            or lower in remove
+            or lower.startswith(b"x-forwarded-")
+            or (lower == b"upgrade" and not head.upgrade)
+        ):
             continue
         out.append(b"%s: %s\r\n" % (name, value))
+    if head.upgrade:
+        out.append(b"Connection: Upgrade\r\n")
     out.append(b"X-Forwarded-For: %s\r\n" % client_ip.encode("ascii"))
     if original_host:
         out.append(b"X-Forwarded-Host: %s\r\n" % original_host)
@@ -280,6 +299,34 @@ def forwarded_head(
         out.append(b"%s: %s\r\n" % (name, value))
     out.append(b"\r\n")
     return b"".join(out)
+
+
+def _connection_options(headers: Headers) -> frozenset[bytes]:
+    """Lower-cased field names listed in the Connection field(s), `connection` itself included."""
+    named = {b"connection"}
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(option.strip().lower() for option in value.split(b","))
+    named.discard(b"upgrade")  # kept only as the upgrade's own field, above
+    return frozenset(named)
+
+
+def is_close_delimited(response_start: bytes) -> bool:
+    """Whether a response whose bytes begin with `response_start` ends only when the connection
+    closes: no Content-Length and no Transfer-Encoding in its head (RFC 9112 6.3, rule 8).
+
+    Interim (1xx) responses before the final head are skipped. Used only when an upstream closes
+    mid-response, to tell a legitimate end from a cut.
+    """
+    start = 0
+    while response_start.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"), start):
+        end = response_start.find(b"\r\n\r\n", start)
+        if end < 0:
+            return False
+        start = end + 4
+    end = response_start.find(b"\r\n\r\n", start)
+    head = response_start[start : end if end >= 0 else len(response_start)].lower()
+    return b"\ncontent-length:" not in head and b"\ntransfer-encoding:" not in head
 
 
 def chunk(data: bytes) -> bytes:

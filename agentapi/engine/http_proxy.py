@@ -28,9 +28,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import hmac
 import ipaddress
 import logging
+import select
+import socket
 import ssl
 import time
 from collections import deque
@@ -52,14 +55,24 @@ from .http1 import (
     chunk,
     error_response,
     forwarded_head,
+    is_close_delimited,
 )
 from .metrics import TunnelMetrics
 from .tunnel_spec import TunnelSpec
+from .upstream_dial import dial
 
 log = logging.getLogger(__name__)
 
 MAX_IDLE_UPSTREAMS = 64
 IDLE_UPSTREAM_SECONDS = 20.0
+# Request bytes kept until the response starts, so a request that a reused connection lost before
+# the service read it can be sent again on a fresh one; a larger request is not retried.
+RETRY_KEEP_BYTES = 64 * 1024
+# After a reused connection ends with no answer, how long to wait for the reset that tells the
+# service's socket was already closed when the request arrived (so it never read it).
+RESET_GRACE_SECONDS = 0.2
+# Linux: acknowledge now instead of up to 40 ms later (see UpstreamConnection.data_received).
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 # Reasons the public connection's reading is paused; reading resumes when none is left.
 _PAUSE_UPSTREAM_FULL = 1
@@ -81,6 +94,7 @@ class TunnelContext:
     upstream_timeout: float
     head_timeout: float = 30.0
     idle_timeout: float = 90.0
+    response_head_limit: int = 64 * 1024
     public_scheme: str = "http"
     pool: UpstreamPool = field(init=False)
     connections: set[ClientConnection] = field(default_factory=set)
@@ -90,7 +104,7 @@ class TunnelContext:
 
     def __post_init__(self) -> None:
         self.public_scheme = "https" if self.spec.public_tls else "http"
-        self.pool = UpstreamPool(self.spec)
+        self.pool = UpstreamPool(self.spec, response_head_limit=self.response_head_limit)
         self.host_header = self.spec.forward_host
         self.loop = asyncio.get_running_loop()
 
@@ -120,8 +134,9 @@ def upstream_tls(spec: TunnelSpec) -> ssl.SSLContext | None:
 class UpstreamPool:
     """Idle keep-alive connections to the local service, newest reused first."""
 
-    def __init__(self, spec: TunnelSpec) -> None:
+    def __init__(self, spec: TunnelSpec, *, response_head_limit: int = 64 * 1024) -> None:
         self._spec = spec
+        self.response_head_limit = response_head_limit
         self._idle: list[tuple[float, UpstreamConnection]] = []
         self.closed = False
         self._ssl = upstream_tls(spec)
@@ -129,7 +144,9 @@ class UpstreamPool:
     def take(self) -> UpstreamConnection | None:
         while self._idle:
             _, upstream = self._idle.pop()
-            if upstream.idle():
+            # Readable while idle: the service closed it (or sent bytes nobody asked for) and the
+            # loop has not seen it yet. Never hand such a connection a request.
+            if upstream.idle() and not upstream.readable():
                 upstream.reused = True
                 return upstream
             upstream.close()
@@ -162,17 +179,9 @@ class UpstreamPool:
         self._idle = []
 
     async def connect(self, timeout: float) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
         upstream = self._spec.upstream
         _, protocol = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: UpstreamConnection(self),
-                upstream.host,
-                upstream.port,
-                ssl=self._ssl,
-                server_hostname=upstream.host if self._ssl else None,
-            ),
-            timeout,
+            dial(lambda: UpstreamConnection(self), upstream.host, upstream.port, ssl_context=self._ssl), timeout
         )
         return protocol
 
@@ -192,8 +201,11 @@ class Exchange:
         "record",
         "recorded",
         "request_done",
+        "response_finished",
         "response_started",
         "retried",
+        "sent",
+        "sent_size",
         "started_ns",
         "timeout",
         "upstream",
@@ -218,6 +230,19 @@ class Exchange:
         self.forwarded = b""
         self.body_sent = False
         self.retried = False
+        self.response_finished = False
+        # What went upstream so far, kept (up to RETRY_KEEP_BYTES) until the response starts.
+        self.sent: list[bytes] | None = []
+        self.sent_size = 0
+
+    def keep_sent(self, data: bytes) -> None:
+        sent = self.sent
+        if sent is not None:
+            self.sent_size += len(data)
+            if self.sent_size > RETRY_KEEP_BYTES:
+                self.sent = None
+            else:
+                sent.append(data)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -377,6 +402,8 @@ class ClientConnection(asyncio.Protocol):
     def _send(self, exchange: Exchange, payload: bytes) -> None:
         if exchange.upstream is not None and exchange.head_sent:
             exchange.body_sent = True
+            if not exchange.response_started:
+                exchange.keep_sent(payload)
             exchange.upstream.write(payload)
         else:
             exchange.buffered.append(payload)
@@ -458,11 +485,16 @@ class ClientConnection(asyncio.Protocol):
     def _attach(self, exchange: Exchange, upstream: UpstreamConnection, head: bytes) -> None:
         exchange.upstream = upstream
         upstream.begin(self, exchange)
-        upstream.write(head)
+        if exchange.retried and exchange.sent:
+            upstream.write(b"".join(exchange.sent))  # the first try's bytes, head included
+        else:
+            exchange.keep_sent(head)
+            upstream.write(head)
         exchange.head_sent = True
         if exchange.buffered:
             exchange.body_sent = True
             for payload in exchange.buffered:
+                exchange.keep_sent(payload)
                 upstream.write(payload)
             exchange.buffered = []
         if self.write_blocked and self.paused_upstream is None:
@@ -489,6 +521,7 @@ class ClientConnection(asyncio.Protocol):
                 exchange.timeout.cancel()
             exchange.answered_early = not exchange.request_done
             exchange.response_started = True
+            exchange.sent = None  # answered: no retry any more
         if exchange.record is not None:
             exchange.record.add_response(data)
         if self.transport is not None and not self.closed:
@@ -506,11 +539,20 @@ class ClientConnection(asyncio.Protocol):
     def response_done(self, exchange: Exchange, *, keep_alive: bool) -> None:
         upstream = exchange.upstream
         exchange.upstream = None
+        exchange.response_finished = True
         if upstream is not None:
             self._detach(upstream)
             # Reuse only a connection whose request went out whole before it answered (else the
-            # service may never read the rest of that body) and that holds nothing unsent.
-            if keep_alive and exchange.request_done and not exchange.answered_early and upstream.idle():
+            # service may never read the rest of that body) and that holds nothing unsent; and
+            # only after an HTTP/1.1 request: a service closes after answering HTTP/1.0 even when
+            # its answer does not say so.
+            if (
+                keep_alive
+                and exchange.request_done
+                and not exchange.answered_early
+                and exchange.head.version == "1.1"
+                and upstream.idle()
+            ):
                 self.ctx.pool.give_back(upstream)
             else:
                 upstream.close()
@@ -531,10 +573,18 @@ class ClientConnection(asyncio.Protocol):
             self._send(exchange, data)
         self._resume(_PAUSE_WAITING)
 
-    def upstream_lost(self, upstream: UpstreamConnection, exchange: Exchange, error: Exception | None) -> None:
-        if self._may_retry(upstream, exchange):
+    def upstream_lost(
+        self, upstream: UpstreamConnection, exchange: Exchange, error: Exception | None, *, unread: bool = False
+    ) -> None:
+        """The upstream connection ended before the response did.
+
+        `unread`: the service's socket was closed when the request arrived (it answered with a
+        reset), so the service never read any of it.
+        """
+        if self._may_retry(upstream, exchange, unread=unread or _is_reset(error)):
             # A pooled connection the local service closed as we reused it (keep-alive race):
-            # nothing was answered, the request is replayable and was sent whole: send it again.
+            # nothing was answered; send the request again on a fresh connection.
+            log.debug("tunnel %s: retrying %s on a fresh connection", self.ctx.spec.name, exchange.head.target)
             exchange.retried = True
             self._detach(upstream)
             exchange.upstream = None
@@ -547,6 +597,10 @@ class ClientConnection(asyncio.Protocol):
             return
         if exchange.response_started:
             # Piping, or forwarding a response whose end we did not see: only closing says so.
+            if not self.piping and exchange.record is not None:
+                exchange.record.mark_incomplete(
+                    response=True, reason="the local service closed the connection before the response was complete"
+                )
             self._complete_record(exchange)
             self._close()
             return
@@ -555,20 +609,26 @@ class ClientConnection(asyncio.Protocol):
             detail = f"the local service reset the connection: {error}"
         self._upstream_failed(exchange, 502, detail)
 
-    def _may_retry(self, upstream: UpstreamConnection, exchange: Exchange) -> bool:
-        head = exchange.head
-        replayable = head.method in _REPLAYABLE or head.header(b"idempotency-key") is not None
-        return (
-            replayable
-            and upstream.reused
+    def _may_retry(self, upstream: UpstreamConnection, exchange: Exchange, *, unread: bool) -> bool:
+        """Only a reused connection, only once, only before any answer, and only with every byte
+        sent so far kept. Any method when the service never read the request (`unread`); else only
+        a replayable one (Go's Transport rule: RFC 9110 9.2.2 idempotent methods or an
+        Idempotency-Key), sent whole."""
+        if not (
+            upstream.reused
             and not exchange.retried
             and not exchange.response_started
-            and not exchange.body_sent
-            and exchange.request_done
+            and exchange.sent is not None
             and exchange.held is None
             and exchange is self.current
             and not self.closed
-        )
+        ):
+            return False
+        if unread:
+            return True
+        head = exchange.head
+        replayable = head.method in _REPLAYABLE or head.header(b"idempotency-key") is not None
+        return replayable and exchange.request_done
 
     def upstream_malformed(self, exchange: Exchange, detail: str) -> None:
         upstream = exchange.upstream
@@ -577,6 +637,8 @@ class ClientConnection(asyncio.Protocol):
             upstream.close()
             exchange.upstream = None
         if exchange.response_started:
+            if exchange.record is not None:
+                exchange.record.mark_incomplete(response=True, reason=f"the response broke off: {detail}")
             self._complete_record(exchange)
             self._close()
         else:
@@ -674,6 +736,14 @@ class ClientConnection(asyncio.Protocol):
         record = exchange.record
         if record is None or record.complete or not exchange.recorded:
             return
+        if not exchange.request_done and not self.piping:
+            if exchange.answered_early:
+                reason = "the local service answered before the whole request body was sent"
+            elif exchange.answered_locally:
+                reason = "the agent stopped reading the request after the local service failed"
+            else:
+                reason = "the client closed the connection before the whole request was sent"
+            record.mark_incomplete(request=True, reason=reason)
         record.duration_ns = time.perf_counter_ns() - exchange.started_ns
         record.complete = True
         self.ctx.sink.record(record)  # type: ignore[union-attr]
@@ -693,6 +763,12 @@ class ClientConnection(asyncio.Protocol):
             record.status_code = CLIENT_CLOSED_REQUEST
             record.restart_response()
             record.response_raw = bytearray()
+            record.mark_incomplete(response=True, reason="the client closed the connection before the response")
+        elif record is not None and not exchange.response_finished and not exchange.answered_locally:
+            if not self.piping:
+                record.mark_incomplete(
+                    response=True, reason="the client closed the connection before the whole response was sent"
+                )
         self._complete_record(exchange)
 
     def _refuse(self, error: ProtocolError) -> None:
@@ -747,14 +823,34 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.reading = True
+        self.socket: socket.socket | None = None
+        # Response head bytes held until the head is complete: a head over the limit, or one
+        # that does not parse, becomes the agent's 502 instead of half a message for the client.
+        self.head_bytes: list[bytes] = []
+        self.head_size = 0
+        self.head_seen = False
+        self.head_chunk = b""  # the read that completed the response head (it starts with it)
+        self.eof_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        self.socket = transport.get_extra_info("socket")
 
     def begin(self, client: ClientConnection, exchange: Exchange) -> None:
         self.client = client
         self.exchange = exchange
         self.parser.expect_head = exchange.head.method == b"HEAD"
+        self.head_seen = False
+
+    def readable(self) -> bool:
+        """Whether the kernel holds bytes or an end of stream the loop has not delivered yet."""
+        sock = self.socket
+        if sock is None:
+            return False
+        try:
+            return bool(select.select([sock.fileno()], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True  # closed under us
 
     def end(self) -> None:
         self.client = None
@@ -777,6 +873,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self.eof_timer is not None:
+            self.eof_timer.cancel()
         if self.transport is not None:
             self.transport.close()
 
@@ -803,9 +901,31 @@ class UpstreamConnection(asyncio.Protocol):
         except ProtocolError as error:
             client.upstream_malformed(exchange, error.detail)
             return
+        if not self.head_seen:
+            if not (progress.head_done or progress.interim_seen or progress.done):
+                self.head_size += len(data)
+                if self.head_size > self.pool.response_head_limit:
+                    client.upstream_malformed(
+                        exchange, f"the response head is larger than {self.pool.response_head_limit} bytes"
+                    )
+                    return
+                self.head_bytes.append(data)
+                self._acknowledge()
+                return
+            if self.head_bytes:
+                data = b"".join((*self.head_bytes, data))
+                self.head_bytes = []
+            self.head_size = 0
+            self.head_seen = progress.head_done or progress.done
+            self.head_chunk = data
         if progress.head_done:
             client.response_head(exchange, progress.status)
+        if progress.trailing and (exchange.head.method == b"HEAD" or progress.status in (204, 304)):
+            # A body after a response that has none (RFC 9112 6.3): never the client's to read.
+            data = data[: _head_end(data)]
         client.response_data(exchange, data)
+        if not progress.done:
+            self._acknowledge()
         if progress.upgraded:
             if exchange.held is not None:
                 self.piping = True
@@ -815,13 +935,54 @@ class UpstreamConnection(asyncio.Protocol):
         elif progress.done:
             client.response_done(exchange, keep_alive=progress.keep_alive)
 
+    def _acknowledge(self) -> None:
+        """Acknowledge the bytes just read at once.
+
+        A service that writes its response head and body in two writes (Python's http.server,
+        Django's runserver) holds the second behind Nagle's algorithm until the first is
+        acknowledged, and on a reused connection Linux delays that acknowledgement by up to 40 ms
+        (delayed ACK in "pingpong" mode). TCP_QUICKACK sends the pending ACK now.
+        """
+        sock = self.socket
+        if _QUICKACK is not None and sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass
+
+    def eof_received(self) -> bool | None:
+        exchange = self.exchange
+        if self.reused and exchange is not None and not exchange.response_started and not self.piping:
+            # The service ended a reused connection without a byte of answer. If its socket was
+            # closed before our request arrived, a reset follows; wait a moment to tell.
+            self.eof_timer = asyncio.get_running_loop().call_later(RESET_GRACE_SECONDS, self._settle_eof)
+            return True
+        return None
+
+    def _settle_eof(self) -> None:
+        self.eof_timer = None
+        unread = False
+        if self.socket is not None:
+            try:
+                unread = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (errno.ECONNRESET, errno.EPIPE)
+            except OSError:
+                pass
+        client, exchange = self.client, self.exchange
+        self.end()
+        self.close()
+        if client is not None and exchange is not None:
+            client.upstream_lost(self, exchange, None, unread=unread)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.eof_timer is not None:
+            self.eof_timer.cancel()
+            self.eof_timer = None
         self.pool.discard(self)
         client, exchange = self.client, self.exchange
         if client is None or exchange is None:
             return
-        if not self.piping and exchange.response_started and self.parser.eof():
+        if not self.piping and exchange.response_started and self.parser.eof() and is_close_delimited(self.head_chunk):
             # A response framed by the connection's end: this close is its end.
             client.response_done(exchange, keep_alive=False)
             return
@@ -834,6 +995,21 @@ class UpstreamConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.client is not None:
             self.client.upstream_full(False)
+
+
+def _head_end(data: bytes) -> int:
+    """Where the final head in `data` ends (after any interim 1xx heads); 0 if none is in it."""
+    start = 0
+    while data.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"), start):
+        start = data.find(b"\r\n\r\n", start) + 4
+        if start < 4:
+            return 0
+    end = data.find(b"\r\n\r\n", start)
+    return end + 4 if end >= 0 else 0
+
+
+def _is_reset(error: Exception | None) -> bool:
+    return isinstance(error, (ConnectionResetError, BrokenPipeError))
 
 
 def _ip_allowed(spec: TunnelSpec, ip: str) -> bool:

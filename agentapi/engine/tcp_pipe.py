@@ -12,6 +12,7 @@ import time
 
 from .metrics import TunnelMetrics
 from .tunnel_spec import TunnelSpec
+from .upstream_dial import dial
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,9 @@ class PublicSide(_Side):
         asyncio.get_running_loop().create_task(self._dial())
 
     async def _dial(self) -> None:
-        loop = asyncio.get_running_loop()
         upstream = self.spec.upstream
         try:
-            _, local = await asyncio.wait_for(loop.create_connection(_Side, upstream.host, upstream.port), DIAL_TIMEOUT)
+            _, local = await asyncio.wait_for(dial(_Side, upstream.host, upstream.port, ssl_context=None), DIAL_TIMEOUT)
         except (OSError, TimeoutError) as error:
             log.info("tunnel %s: dial %s:%d failed: %s", self.spec.name, upstream.host, upstream.port, error)
             self.close()

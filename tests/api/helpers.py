@@ -17,9 +17,20 @@ ERROR_KEYS = ["error_code", "status_code", "msg", "details"]
 TUNNEL_KEYS = ["name", "ID", "uri", "public_url", "proto", "config", "metrics"]
 CONNS_KEYS = ["count", "gauge", "rate1", "rate5", "rate15", "p50", "p90", "p95", "p99"]
 HTTP_KEYS = ["count", "rate1", "rate5", "rate15", "p50", "p90", "p95", "p99"]
-CAPTURE_KEYS = ["uri", "id", "tunnel_name", "remote_addr", "start", "duration", "request", "response"]
-REQUEST_KEYS = ["method", "proto", "headers", "uri", "raw"]
-RESPONSE_KEYS = ["status", "status_code", "proto", "headers", "raw"]
+# ngrok's keys in ngrok's order, then ours: true sizes and whether each message crossed whole.
+CAPTURE_KEYS = [
+    "uri",
+    "id",
+    "tunnel_name",
+    "remote_addr",
+    "start",
+    "duration",
+    "incomplete_reason",
+    "request",
+    "response",
+]
+REQUEST_KEYS = ["method", "proto", "headers", "uri", "raw", "size", "truncated", "complete"]
+RESPONSE_KEYS = ["status", "status_code", "proto", "headers", "raw", "size", "truncated", "complete"]
 
 
 def assert_error(response: requests.Response, status: int, error_code: int, err: str | None = None) -> dict:

@@ -26,6 +26,9 @@ def row(capture_id: str, size: int = 100, status: int | None = 200) -> dict:
         "status_code": status,
         "stored_size": size,
         "replay_of": "",
+        "request_complete": True,
+        "response_complete": True,
+        "incomplete_reason": "",
     }
 
 

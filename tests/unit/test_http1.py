@@ -15,6 +15,7 @@ from agentapi.engine.http1 import (
     Upgrade,
     error_response,
     forwarded_head,
+    is_close_delimited,
     parse_stored_head,
 )
 
@@ -160,3 +161,34 @@ def test_bytes_after_a_bodiless_response_end_it_without_reuse() -> None:
     assert progress.done
     assert progress.trailing
     assert not progress.keep_alive
+
+
+def test_forwarded_head_drops_connection_and_every_field_it_names() -> None:
+    [head, _] = RequestParser().feed(
+        b"GET /p HTTP/1.1\r\nHost: h\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\n"
+        b"Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-Kept: 2\r\n\r\n"
+    )
+    out = forwarded_head(head, client_ip="1.2.3.4", scheme="http", host_header=None)
+    assert out.startswith(b"GET /p HTTP/1.1\r\nHost: h\r\nX-Kept: 2\r\n")
+    for name in (b"Connection", b"X-Hop", b"TE:", b"Proxy-Connection", b"Upgrade"):
+        assert name not in out
+
+
+def test_forwarded_head_keeps_an_upgrade_as_an_upgrade() -> None:
+    events = RequestParser().feed(
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: k\r\n\r\n"
+    )
+    head = events[0]
+    assert isinstance(head, RequestHead) and head.upgrade
+    out = forwarded_head(head, client_ip="1.2.3.4", scheme="http", host_header=None)
+    assert b"Upgrade: websocket\r\n" in out
+    assert b"Connection: Upgrade\r\n" in out
+    assert b"keep-alive" not in out.lower()
+
+
+def test_a_response_without_length_or_chunking_is_close_delimited() -> None:
+    assert is_close_delimited(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody")
+    assert is_close_delimited(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\n")
+    assert not is_close_delimited(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nbody")
+    assert not is_close_delimited(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody")
