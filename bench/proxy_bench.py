@@ -23,6 +23,14 @@ What it measures, in one run on 127.0.0.1 only:
   and then answers 200. The agent's resident memory is sampled during the upload (VmRSS, plus
   VmHWM after resetting it through /proc/<pid>/clear_refs when allowed): growth must stay far below
   the body size, i.e. the body streams with back-pressure instead of being buffered.
+- A service like Django's runserver ("two-write" rows): Python's http.server (ThreadingHTTPServer,
+  HTTP/1.1 keep-alive, Nagle on) writing the response head and the body in two writes, fetched
+  with one new connection per request (as curl or a browser's first visit: connect, GET, read,
+  close) by Python clients (raw sockets; concurrency 1 and 4, 500 requests a window), directly and
+  through an inspected tunnel, in the same alternating rounds. Median and p99 latency per request
+  and the added median (tunnel minus direct, per round): the agent once added ~40 ms here (delayed
+  ACKs on its pooled upstream connection holding the service's second, Nagle-delayed write), fixed
+  with TCP_QUICKACK. `--only two-write` runs these rows alone (~15 s; no nginx or wrk needed).
 
 Why these choices: wrk is a C load generator (one thread, 32 keep-alive connections) cheap enough
 not to be the bottleneck; nginx with one worker serves the static file so fast that the direct run
@@ -34,7 +42,7 @@ machine of its own; direct is then what the client/service pair does on one core
 the reference machine). Other work on the machine (other test runs) is measured per window from
 /proc/stat and flagged ("other load"): figures from a disturbed window are less trustworthy.
 
-Run: .venv/bin/python bench/proxy_bench.py [--rounds 3 --duration 5]
+Run: .venv/bin/python bench/proxy_bench.py [--rounds 3 --duration 5] [--only wrk|two-write]
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import resource
@@ -71,6 +80,9 @@ TARGET_UNINSPECTED_RATIO = 0.40
 TARGET_INSPECTED_RATIO = 0.20
 TARGET_INSPECTED_CPU_US = 80.0
 TARGET_UPLOAD_GROWTH_MB = 64.0
+# A service writing head and body separately, new connection per request: what the tunnel adds to the
+# median (was ~40 ms before TCP_QUICKACK on the agent's pooled upstream connections).
+TARGET_TWO_WRITE_ADDED_MS = 1.0
 
 # A window during which other work used more than this many cores is flagged as disturbed.
 NOISY_CORES = 0.15
@@ -521,6 +533,256 @@ def upload(port: int, size: int, pid: int, timeout: float) -> dict[str, Any]:
     }
 
 
+# --- a two-write service, one new connection per request ----------------------------------------
+
+
+def two_write_server(port: int, body_bytes: int) -> None:
+    """Hidden mode (--two-write-server PORT): a local service like Django's runserver.
+
+    Python's http.server (ThreadingHTTPServer, HTTP/1.1 keep-alive) whose handler writes the
+    response head (send_response/send_header/end_headers: one write) and then the body
+    (wfile.write: a second write), with Nagle's algorithm on, as runserver does. The body is held
+    until the head is acknowledged, so a peer that delays its ACK (the agent's pooled, reused
+    upstream connection in "pingpong" mode) adds up to 40 ms per response.
+    """
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = (b"two-write payload " * (body_bytes // 18 + 1))[: max(body_bytes - 1, 0)] + b"\n"
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()  # write 1: the head
+            self.wfile.write(body)  # write 2: the body (wbufsize 0: straight to the socket)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128
+
+    with Server(("127.0.0.1", port), Handler) as server:
+        server.serve_forever()
+
+
+def _one_request(port: int, request: bytes) -> tuple[int, bool]:
+    """Connect, send one GET, read the whole response, close: (microseconds to the last byte, ok)."""
+    started = time.perf_counter_ns()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return (time.perf_counter_ns() - started) // 1000, False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = -1
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        received = len(body)
+        while received < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += len(chunk)
+        elapsed = (time.perf_counter_ns() - started) // 1000
+    return elapsed, head.startswith(b"HTTP/1.1 200 ") and received == length
+
+
+def two_write_client(port: int, count: int, warmup: int) -> None:
+    """Hidden mode (--two-write-client PORT COUNT WARMUP): `warmup` requests, then "ready" on stdout;
+    on "go" from stdin, `count` requests one after the other, each on a new connection (as curl or
+    a browser's first visit: connect, GET, read, close); prints their latencies as JSON."""
+    request = b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: proxy-bench\r\nAccept: */*\r\n\r\n" % port
+    for _ in range(warmup):
+        _one_request(port, request)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    latencies, errors = [], 0
+    for _ in range(count):
+        try:
+            us, ok = _one_request(port, request)
+        except OSError:
+            errors += 1
+            continue
+        latencies.append(us)
+        errors += not ok
+    print(json.dumps({"latencies_us": latencies, "errors": errors}), flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0-100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) * q / 100) - 1)] if ordered else float("nan")
+
+
+@dataclass
+class TwoWriteScenario:
+    name: str  # "direct" or "inspected"
+    port: int
+    concurrency: int
+    agent: Agent | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def latencies_us(self) -> list[int]:
+        """Every round's latencies (of the attempts that count), pooled."""
+        return [us for r in self.runs for us in r["latencies_us"]]
+
+
+def measure_two_write(args: argparse.Namespace, scenario: TwoWriteScenario, server_pid: int) -> dict[str, Any]:
+    """One window: `--two-write-requests` new-connection GETs split over `concurrency` client processes."""
+    if scenario.agent is not None:
+        wait_idle(scenario.agent.pid)  # the previous window's captures are written first
+    conc = scenario.concurrency
+    per_client = [args.two_write_requests // conc + (i < args.two_write_requests % conc) for i in range(conc)]
+    clients = [
+        subprocess.Popen(
+            [*taskset(args.wrk_cpus), sys.executable, __file__, "--two-write-client", str(scenario.port), str(n), "20"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in per_client
+    ]
+    try:
+        for client in clients:  # start-up and warm-up done, in every client
+            assert client.stdout is not None
+            if client.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"two-write client exited with {client.wait()}")
+        agent_pid = scenario.agent.pid if scenario.agent is not None else None
+        agent0 = cpu_ticks(agent_pid) if agent_pid is not None else 0
+        server0, busy0, clients0 = cpu_ticks(server_pid), busy_ticks(), children_cpu_s()
+        started = time.perf_counter()
+        for client in clients:
+            assert client.stdin is not None
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        outputs = [json.loads(client.communicate(timeout=300)[0]) for client in clients]
+        elapsed = time.perf_counter() - started
+        busy1, clients1, server1 = busy_ticks(), children_cpu_s(), cpu_ticks(server_pid)
+        agent1 = cpu_ticks(agent_pid) if agent_pid is not None else 0
+    finally:
+        for client in clients:
+            stop_process(client, signal.SIGTERM, timeout=5)
+    latencies = [us for out in outputs for us in out["latencies_us"]]
+    ours = (server1 - server0 + agent1 - agent0) / CLK_TCK + (clients1 - clients0)
+    requests = max(len(latencies), 1)
+    result = {
+        "requests": len(latencies),
+        "errors": sum(out["errors"] for out in outputs),
+        "seconds": elapsed,
+        "rps": len(latencies) / elapsed,
+        "p50_us": percentile(latencies, 50),
+        "p90_us": percentile(latencies, 90),
+        "p99_us": percentile(latencies, 99),
+        "max_us": max(latencies, default=float("nan")),
+        "mean_us": statistics.fmean(latencies) if latencies else float("nan"),
+        "slow_20ms": sum(us >= 20_000 for us in latencies),
+        "other_cores": max(0.0, ((busy1 - busy0) / CLK_TCK - ours) / elapsed),
+        "service_cpu_us": (server1 - server0) / CLK_TCK * 1e6 / requests,
+        "latencies_us": latencies,  # left out of --json
+    }
+    if agent_pid is not None:
+        result["proxy_cpu_us"] = (agent1 - agent0) / CLK_TCK * 1e6 / requests
+    return result
+
+
+def print_two_write_window(rnd: int, s: TwoWriteScenario, r: dict[str, Any], *, retry: bool) -> None:
+    label = f"two-write {s.name} c{s.concurrency}" + (" (again)" if retry else "")
+    extra = f" agent {r['proxy_cpu_us']:6.1f} us/req" if "proxy_cpu_us" in r else ""
+    if r["slow_20ms"]:
+        extra += f" {r['slow_20ms']} requests >= 20 ms"
+    if r["other_cores"] > NOISY_CORES:
+        extra += f" [other load {r['other_cores']:.2f} cores]"
+    if r["errors"]:
+        extra += f" ERRORS {r['errors']}"
+    print(
+        f"round {rnd} {label:<28} {r['rps']:6.0f} req/s  p50 {r['p50_us'] / 1000:6.2f} ms  p99 "
+        f"{r['p99_us'] / 1000:6.2f} ms  max {r['max_us'] / 1000:6.2f} ms  service {r['service_cpu_us']:5.0f} "
+        f"us/req{extra}",
+        flush=True,
+    )
+
+
+def two_write_summary(scenarios: list[TwoWriteScenario]) -> dict[str, dict[str, Any]]:
+    """Per concurrency: pooled p50/p99 of each path, and the added median latency (tunnel minus
+    direct, per round, then the median over rounds)."""
+    out: dict[str, dict[str, Any]] = {}
+    for conc in sorted({s.concurrency for s in scenarios}):
+        direct = next(s for s in scenarios if s.concurrency == conc and s.name == "direct")
+        tunnel = next(s for s in scenarios if s.concurrency == conc and s.name == "inspected")
+        added = [(t["p50_us"] - d["p50_us"]) / 1000 for t, d in zip(tunnel.runs, direct.runs, strict=True)]
+        row: dict[str, Any] = {
+            "added_p50_ms": median(added),
+            "added_p50_ms_min": min(added),
+            "added_p50_ms_max": max(added),
+            "added_p50_ms_pooled": (percentile(tunnel.latencies_us, 50) - percentile(direct.latencies_us, 50)) / 1000,
+        }
+        for s in (direct, tunnel):
+            row[s.name] = {
+                "requests": len(s.latencies_us),
+                "errors": sum(r["errors"] for r in s.runs),
+                "p50_ms": percentile(s.latencies_us, 50) / 1000,
+                "p99_ms": percentile(s.latencies_us, 99) / 1000,
+                "max_ms": max(s.latencies_us, default=float("nan")) / 1000,
+                "slow_20ms": sum(us >= 20_000 for us in s.latencies_us),
+                "rps": median([r["rps"] for r in s.runs]),
+                "agent_cpu_us": median([r["proxy_cpu_us"] for r in s.runs if "proxy_cpu_us" in r]),
+                "other_cores": max(r["other_cores"] for r in s.runs),
+            }
+        out[f"c{conc}"] = row
+    return out
+
+
+def two_write_verdicts(scenarios: list[TwoWriteScenario]) -> list[bool]:
+    rows = two_write_summary(scenarios).values()
+    return [
+        row["added_p50_ms"] < TARGET_TWO_WRITE_ADDED_MS
+        and not row["direct"]["errors"]
+        and not row["inspected"]["errors"]
+        for row in rows
+    ]
+
+
+def report_two_write(args: argparse.Namespace, scenarios: list[TwoWriteScenario]) -> None:
+    print()
+    print(
+        f"two-write service (http.server, head and body in two writes, Nagle on), one new connection per "
+        f"request, {args.two_write_requests} requests per window, {args.rounds} rounds; p50/p99 over every "
+        f"round's requests, added = tunnel p50 - direct p50 per round, then the median (min-max)"
+    )
+    print(
+        f"{'path':<22} {'conc':>4} {'requests':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'>=20ms':>6} "
+        f"{'req/s':>6} {'agent us':>8} {'added p50 ms':>13} {'(min-max)':>13}"
+    )
+    for key, row in two_write_summary(scenarios).items():
+        for name, label in (("direct", "direct"), ("inspected", "tunnel, inspection on")):
+            r = row[name]
+            added = f"{row['added_p50_ms']:+13.3f} {row['added_p50_ms_min']:+.3f}..{row['added_p50_ms_max']:+.3f}"
+            print(
+                f"{label:<22} {key[1:]:>4} {r['requests']:8d} {r['p50_ms']:7.3f} {r['p99_ms']:7.3f} "
+                f"{r['max_ms']:7.2f} {r['slow_20ms']:6d} {r['rps']:6.0f} {fmt(r['agent_cpu_us']):>8} "
+                + (added if name == "inspected" else "")
+            )
+            if r["errors"]:
+                print(f"  {r['errors']} failed requests ({label}, c{key[1:]})")
+            if r["other_cores"] > NOISY_CORES:
+                print(f"  disturbed: other work used up to {r['other_cores']:.2f} cores ({label}, c{key[1:]})")
+    print(
+        "  agent us: the agent's CPU per request, all threads (coarse: clock ticks over a short window); >=20ms:\n"
+        "  requests that took 20 ms or more (a delayed ACK costs ~40 ms); the tunnel reuses its upstream\n"
+        "  connection, so the service neither accepts a connection nor starts a thread per request there"
+    )
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -535,6 +797,13 @@ def check_tools() -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--only",
+        choices=("wrk", "two-write"),
+        help="run only these rows: 'wrk' (nginx upstream: direct, inspected, uninspected, nginx-proxy, upload)\n"
+        "or 'two-write' (an http.server service, new connection per request, direct and inspected;\n"
+        "needs neither nginx nor wrk). Default: both",
+    )
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--duration", type=float, default=5, help="seconds of load per measurement (default 5)")
     p.add_argument("--warmup", type=float, default=1, help="unmeasured seconds of load before each (default 1)")
@@ -546,9 +815,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--connections", type=int, default=32, help="wrk keep-alive connections (default 32)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
-    p.add_argument("--body-bytes", type=int, default=256, help="size of the static file served (default 256)")
+    p.add_argument("--body-bytes", type=int, default=256, help="size of the response body served (default 256)")
+    p.add_argument(
+        "--two-write-requests",
+        type=int,
+        default=500,
+        help="two-write row: requests per window, each on a new connection (default 500)",
+    )
+    p.add_argument(
+        "--two-write-concurrency",
+        default="1,4",
+        help="two-write row: client processes per window, comma-separated (default 1,4)",
+    )
     p.add_argument("--wrk-cpus", default="0", help="taskset CPU list for wrk ('' = unpinned; default 0)")
-    p.add_argument("--nginx-cpus", default="0", help="taskset CPU list for the nginx upstream (default 0)")
+    p.add_argument(
+        "--nginx-cpus",
+        default="0",
+        help="taskset CPU list for the nginx upstream and the two-write service (default 0)",
+    )
     p.add_argument(
         "--agent-cpus", default="1", help="taskset CPU list for the proxies under test: agents, nginx proxy (default 1)"
     )
@@ -561,7 +845,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, databases, logs)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--discard-server", type=int, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    p.add_argument("--two-write-server", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--two-write-client", type=int, nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.concurrencies = [int(c) for c in args.two_write_concurrency.split(",") if c.strip()]
+    if any(c < 1 for c in args.concurrencies) or args.two_write_requests < 1:
+        p.error("--two-write-concurrency and --two-write-requests must be positive")
+    return args
+
+
+def add_tunnel(agent: Agent, name: str, port: int) -> int:
+    """Start an inspected HTTP tunnel to 127.0.0.1:port on a running agent; its public port."""
+    request = urllib.request.Request(
+        agent.api + "/tunnels",
+        data=json.dumps({"name": name, "proto": "http", "addr": f"127.0.0.1:{port}", "inspect": True}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(json.loads(response.read())["public_url"].rsplit(":", 1)[1])
+
+
+def measure_with_retries(
+    args: argparse.Namespace, rnd: int, measure_once: Any, show: Any, runs: list[dict[str, Any]]
+) -> None:
+    """A window disturbed by other work on the machine is measured again (--retries times at most);
+    the least disturbed attempt counts."""
+    attempts: list[dict[str, Any]] = []
+    for attempt in range(args.retries + 1):
+        r = measure_once()
+        attempts.append(r)
+        show(rnd, r, retry=attempt > 0)
+        if r["other_cores"] <= NOISY_CORES:
+            break
+    runs.append(min(attempts, key=lambda a: a["other_cores"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -569,7 +886,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.discard_server:
         discard_server(args.discard_server)
         return 0
-    check_tools()
+    if args.two_write_server:
+        two_write_server(args.two_write_server, args.body_bytes)
+        return 0
+    if args.two_write_client:
+        two_write_client(*args.two_write_client)
+        return 0
+    run_wrk_rows = args.only in (None, "wrk")
+    run_two_write = args.only in (None, "two-write")
+    if run_wrk_rows:
+        check_tools()
     if (os.cpu_count() or 1) < 2:
         print("note: fewer than 2 CPUs; running unpinned", file=sys.stderr)
         args.wrk_cpus = args.nginx_cpus = args.agent_cpus = ""
@@ -578,112 +904,172 @@ def main(argv: list[str] | None = None) -> int:
     upstream: Nginx | None = None
     proxy: Nginx | None = None
     discard: subprocess.Popen[bytes] | None = None
+    two_write: subprocess.Popen[bytes] | None = None
     agents: list[Agent] = []
+    scenarios: list[Scenario] = []
+    tw_scenarios: list[TwoWriteScenario] = []
+    inspected: Agent | None = None
     started = time.monotonic()
     try:
-        # Upstream: nginx serving one small static file.
-        www = tmp / "www"
-        www.mkdir()
-        (www / "index.html").write_bytes((b"benchmark payload " * 64)[: args.body_bytes - 1] + b"\n")
-        for path in (www, www / "index.html"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        up_port = free_port()
-        upstream = Nginx(
-            nginx_conf(tmp, "upstream", f"server {{ listen 127.0.0.1:{up_port}; root {www}; }}"),
-            up_port,
-            args.nginx_cpus,
-            "nginx upstream",
-        )
-        if not args.no_nginx_proxy:
-            px_port = free_port()
-            proxy = Nginx(
-                nginx_conf(
-                    tmp,
-                    "proxy",
-                    f"upstream backend {{ server 127.0.0.1:{up_port}; keepalive 64; }}\n"
-                    f"    server {{ listen 127.0.0.1:{px_port}; location / {{ proxy_pass http://backend;"
-                    ' proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; } }',
-                ),
-                px_port,
-                args.agent_cpus,
-                "nginx proxy",
-            )
         db_env = {"AGENT_INSPECT_DB_SIZE": str(args.db_size)} if args.db_size else {}
-        inspected = Agent("inspected", tmp / "agent-inspected", up_port, True, args.agent_cpus, db_env)
-        uninspected = Agent("uninspected", tmp / "agent-uninspected", up_port, False, args.agent_cpus)
-        agents = [inspected, uninspected]
-        for agent in agents:
-            agent.start()
-        script = tmp / "report.lua"
-        script.write_text(WRK_SCRIPT)
+        if run_wrk_rows:
+            # Upstream: nginx serving one small static file.
+            www = tmp / "www"
+            www.mkdir()
+            (www / "index.html").write_bytes((b"benchmark payload " * 64)[: args.body_bytes - 1] + b"\n")
+            for path in (www, www / "index.html"):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            up_port = free_port()
+            upstream = Nginx(
+                nginx_conf(tmp, "upstream", f"server {{ listen 127.0.0.1:{up_port}; root {www}; }}"),
+                up_port,
+                args.nginx_cpus,
+                "nginx upstream",
+            )
+            if not args.no_nginx_proxy:
+                px_port = free_port()
+                proxy = Nginx(
+                    nginx_conf(
+                        tmp,
+                        "proxy",
+                        f"upstream backend {{ server 127.0.0.1:{up_port}; keepalive 64; }}\n"
+                        f"    server {{ listen 127.0.0.1:{px_port}; location / {{ proxy_pass http://backend;"
+                        ' proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; } }',
+                    ),
+                    px_port,
+                    args.agent_cpus,
+                    "nginx proxy",
+                )
+            inspected = Agent("inspected", tmp / "agent-inspected", up_port, True, args.agent_cpus, db_env)
+            uninspected = Agent("uninspected", tmp / "agent-uninspected", up_port, False, args.agent_cpus)
+            agents = [inspected, uninspected]
+            for agent in agents:
+                agent.start()
+            script = tmp / "report.lua"
+            script.write_text(WRK_SCRIPT)
 
-        # Sanity: every path answers 200 with the file.
-        expected = (www / "index.html").read_bytes()
-        for port in [up_port, inspected.port(), uninspected.port()] + ([proxy.port] if proxy else []):
-            status, body = http("GET", f"http://127.0.0.1:{port}/index.html")
-            if status != 200 or body != expected:
-                raise RuntimeError(f"127.0.0.1:{port} answered {status} with {len(body)} bytes")
+            # Sanity: every path answers 200 with the file.
+            expected = (www / "index.html").read_bytes()
+            for port in [up_port, inspected.port(), uninspected.port()] + ([proxy.port] if proxy else []):
+                status, body = http("GET", f"http://127.0.0.1:{port}/index.html")
+                if status != 200 or body != expected:
+                    raise RuntimeError(f"127.0.0.1:{port} answered {status} with {len(body)} bytes")
 
-        scenarios = [
-            Scenario("direct", up_port),
-            Scenario("inspected", inspected.port(), agent=inspected),
-            Scenario("uninspected", uninspected.port(), agent=uninspected),
-        ]
-        if proxy is not None:
-            scenarios.append(Scenario("nginx-proxy", proxy.port, proxy_pid=proxy.pid))
-        print(
-            f"nginx upstream pid {upstream.pid} on :{up_port}; agents: inspected pid {inspected.pid} "
-            f"({inspected.url}), uninspected pid {uninspected.pid} ({uninspected.url})"
-            + (f"; nginx proxy pid {proxy.pid}" if proxy else ""),
-            flush=True,
-        )
-        print(
-            f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s (warm-up {args.warmup:g}s), "
-            f"{args.body_bytes}-byte file; pinning: wrk={args.wrk_cpus or '-'} nginx={args.nginx_cpus or '-'} "
-            f"agent={args.agent_cpus or '-'}; {args.rounds} rounds",
-            flush=True,
-        )
+            scenarios = [
+                Scenario("direct", up_port),
+                Scenario("inspected", inspected.port(), agent=inspected),
+                Scenario("uninspected", uninspected.port(), agent=uninspected),
+            ]
+            if proxy is not None:
+                scenarios.append(Scenario("nginx-proxy", proxy.port, proxy_pid=proxy.pid))
+            print(
+                f"nginx upstream pid {upstream.pid} on :{up_port}; agents: inspected pid {inspected.pid} "
+                f"({inspected.url}), uninspected pid {uninspected.pid} ({uninspected.url})"
+                + (f"; nginx proxy pid {proxy.pid}" if proxy else ""),
+                flush=True,
+            )
+            print(
+                f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s (warm-up {args.warmup:g}s), "
+                f"{args.body_bytes}-byte file; pinning: wrk={args.wrk_cpus or '-'} nginx={args.nginx_cpus or '-'} "
+                f"agent={args.agent_cpus or '-'}; {args.rounds} rounds",
+                flush=True,
+            )
+
+        if run_two_write:
+            # A runserver-like service (head and body in two writes); through the inspected agent when
+            # there is one (a second tunnel on it), else through an agent of its own.
+            tw_port = free_port()
+            two_write = subprocess.Popen(
+                [
+                    *taskset(args.nginx_cpus),
+                    sys.executable,
+                    __file__,
+                    "--two-write-server",
+                    str(tw_port),
+                    "--body-bytes",
+                    str(args.body_bytes),
+                ]
+            )
+            wait_port(tw_port, two_write, "two-write service")
+            if inspected is not None:
+                tw_agent, tw_tunnel_port = inspected, add_tunnel(inspected, "two-write", tw_port)
+            else:
+                tw_agent = Agent("two-write", tmp / "agent-two-write", tw_port, True, args.agent_cpus, db_env)
+                agents.append(tw_agent)
+                tw_agent.start()
+                tw_tunnel_port = tw_agent.port()
+            for port in (tw_port, tw_tunnel_port):
+                status, body = http("GET", f"http://127.0.0.1:{port}/page")
+                if status != 200 or len(body) != args.body_bytes:
+                    raise RuntimeError(f"127.0.0.1:{port} answered {status} with {len(body)} bytes")
+            for conc in args.concurrencies:
+                tw_scenarios.append(TwoWriteScenario("direct", tw_port, conc))
+                tw_scenarios.append(TwoWriteScenario("inspected", tw_tunnel_port, conc, agent=tw_agent))
+            print(
+                f"two-write service pid {two_write.pid} on :{tw_port}, through agent pid {tw_agent.pid} "
+                f"(:{tw_tunnel_port}, inspection on); {args.two_write_requests} requests per window on new "
+                f"connections, concurrency {args.two_write_concurrency}; pinning: clients={args.wrk_cpus or '-'} "
+                f"service={args.nginx_cpus or '-'} agent={args.agent_cpus or '-'}; {args.rounds} rounds",
+                flush=True,
+            )
+
         for rnd in range(1, args.rounds + 1):
             for scenario in scenarios:
-                # A window disturbed by other work on the machine is measured again (--retries times at
-                # most); the least disturbed attempt counts.
-                attempts: list[dict[str, Any]] = []
-                for attempt in range(args.retries + 1):
-                    r = measure(args, scenario, upstream, script)
-                    attempts.append(r)
-                    print_window(rnd, scenario.name, r, retry=attempt > 0)
-                    if r["other_cores"] <= NOISY_CORES:
-                        break
-                scenario.runs.append(min(attempts, key=lambda a: a["other_cores"]))
+                assert upstream is not None
+                measure_with_retries(
+                    args,
+                    rnd,
+                    lambda scenario=scenario: measure(args, scenario, upstream, script),
+                    lambda rnd, r, retry, scenario=scenario: print_window(rnd, scenario.name, r, retry=retry),
+                    scenario.runs,
+                )
+            for tw in tw_scenarios:
+                assert two_write is not None
+                measure_with_retries(
+                    args,
+                    rnd,
+                    lambda tw=tw: measure_two_write(args, tw, two_write.pid),
+                    lambda rnd, r, retry, tw=tw: print_two_write_window(rnd, tw, r, retry=retry),
+                    tw.runs,
+                )
 
-        # Captures persisted, as the API shows them.
-        _, body = http("GET", inspected.api + "/requests/http?limit=10000")
-        listed = json.loads(body)["requests"]
-        api_rows = len(listed)
-        api_ok = sum(1 for c in listed if c.get("response") and c["response"].get("status_code") == 200)
-
+        api_rows = api_ok = 0
         upload_result = None
-        if args.upload_mib > 0:
-            discard_port = free_port()
-            discard = subprocess.Popen([sys.executable, __file__, "--discard-server", str(discard_port)])
-            wait_port(discard_port, discard, "discard server")
-            request = urllib.request.Request(
-                inspected.api + "/tunnels",
-                data=json.dumps(
-                    {"name": "upload", "proto": "http", "addr": f"127.0.0.1:{discard_port}", "inspect": True}
-                ).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=30) as response:
-                upload_url = json.loads(response.read())["public_url"]
-            print(f"upload: {args.upload_mib} MiB through the inspected agent ({upload_url})...", flush=True)
-            upload_result = upload(int(upload_url.rsplit(":", 1)[1]), args.upload_mib << 20, inspected.pid, timeout=600)
-            wait_idle(inspected.pid)
-            upload_result["capture"] = inspected.last_capture("upload")
+        dropped: list[str] = []
+        if inspected is not None:
+            # Captures persisted, as the API shows them.
+            _, body = http("GET", inspected.api + "/requests/http?limit=10000")
+            listed = json.loads(body)["requests"]
+            api_rows = len(listed)
+            api_ok = sum(1 for c in listed if c.get("response") and c["response"].get("status_code") == 200)
 
-        dropped = inspected.dropped_warnings()
-        report(args, scenarios, api_rows, api_ok, upload_result, dropped, time.monotonic() - started)
+            if args.upload_mib > 0:
+                discard_port = free_port()
+                discard = subprocess.Popen([sys.executable, __file__, "--discard-server", str(discard_port)])
+                wait_port(discard_port, discard, "discard server")
+                upload_port = add_tunnel(inspected, "upload", discard_port)
+                print(
+                    f"upload: {args.upload_mib} MiB through the inspected agent (http://127.0.0.1:{upload_port})...",
+                    flush=True,
+                )
+                upload_result = upload(upload_port, args.upload_mib << 20, inspected.pid, timeout=600)
+                wait_idle(inspected.pid)
+                upload_result["capture"] = inspected.last_capture("upload")
+            dropped = inspected.dropped_warnings()
+
+        if scenarios:
+            report(args, scenarios, api_rows, api_ok, upload_result, dropped)
+        if tw_scenarios:
+            report_two_write(args, tw_scenarios)
+            print(
+                f"  target: the tunnel adds < {TARGET_TWO_WRITE_ADDED_MS:g} ms to the median (TCP_QUICKACK on the "
+                "agent's pooled upstream connections; it was ~40 ms): "
+                + ", ".join(
+                    f"c{c} {['MISSED', 'MET'][ok]}"
+                    for c, ok in zip(args.concurrencies, two_write_verdicts(tw_scenarios), strict=True)
+                )
+            )
+        print(f"total {time.monotonic() - started:.0f}s")
         if args.json:
             args.json.write_text(
                 json.dumps(
@@ -693,15 +1079,30 @@ def main(argv: list[str] | None = None) -> int:
                         "api_rows": api_rows,
                         "upload": upload_result,
                         "dropped_warnings": dropped,
+                        "two_write": {
+                            "summary": two_write_summary(tw_scenarios) if tw_scenarios else {},
+                            "windows": {
+                                f"{s.name}-c{s.concurrency}": [
+                                    {k: v for k, v in r.items() if k != "latencies_us"} for r in s.runs
+                                ]
+                                for s in tw_scenarios
+                            },
+                        },
                     },
                     indent=2,
                 )
             )
-        return 1 if args.strict and not targets_met(scenarios, api_rows, upload_result) else 0
+        met = True
+        if scenarios:
+            met = targets_met(scenarios, api_rows, upload_result)
+        if tw_scenarios:
+            met = met and all(two_write_verdicts(tw_scenarios))
+        return 1 if args.strict and not met else 0
     finally:
         for agent in agents:
             stop_process(agent.proc, signal.SIGTERM, timeout=30)
         stop_process(discard, signal.SIGTERM, timeout=5)
+        stop_process(two_write, signal.SIGTERM, timeout=5)
         if proxy is not None:
             proxy.stop()
         if upstream is not None:
@@ -793,7 +1194,6 @@ def report(
     api_ok: int,
     upload_result: dict[str, Any] | None,
     dropped: list[str],
-    elapsed: float,
 ) -> None:
     s = summary(scenarios)
     print()
@@ -858,7 +1258,6 @@ def report(
             print(f"    its capture: request_size {size} (body + head), status {status}, {stored} bytes kept")
         else:
             print("    its capture: NOT FOUND in the database")
-    print(f"total {elapsed:.0f}s")
 
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
