@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agentapi.captures.header_text import editable_bytes, editable_text
 from agentapi.models import Capture
 
 from .message_body import parse_message
@@ -61,12 +62,16 @@ def seed(capture: Capture) -> dict[str, Any]:
         body_text: str | None = body.decode("utf-8")
     except UnicodeDecodeError:
         body_text = None
-    headers = [(name, value) for name, value in message.head.headers if name.lower() not in _FRAMING]
+    headers = [
+        (editable_text(name), editable_text(value))
+        for name, value in message.head.raw_headers
+        if name.lower().decode("latin-1") not in _FRAMING
+    ]
     return {
         "id": capture.id,
         "tunnel_name": capture.tunnel_name,
         "method": message.head.method or capture.method,
-        "target": message.head.target or capture.uri,
+        "target": editable_text(message.head.target.encode("latin-1")) or capture.uri,
         "headers": "\n".join(f"{name}: {value}" for name, value in headers),
         "body": body_text,
         "body_base64": base64.b64encode(body).decode("ascii") if body_text is None else None,
@@ -123,8 +128,5 @@ def build_request(edit: EditedRequest, *, default_host: str) -> bytes:
 
 
 def _encode(line: str) -> bytes:
-    # Stored heads are read as Latin-1, so that gives the same bytes back; new text beyond it is UTF-8.
-    try:
-        return line.encode("latin-1")
-    except UnicodeEncodeError:
-        return line.encode("utf-8")
+    # The editor's text is UTF-8 with the stored bytes that were not kept as lone surrogates.
+    return editable_bytes(line)

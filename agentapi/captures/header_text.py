@@ -57,6 +57,18 @@ def exact_text(data: bytes) -> str | None:
         return None
 
 
+def editable_text(data: bytes) -> str:
+    """Header or target bytes as text to edit (the replay editor): UTF-8, with each byte that is
+    not UTF-8 kept as a lone surrogate (Python's surrogateescape), so `editable_bytes` gives the
+    exact bytes back after a round trip through JSON and the browser."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def editable_bytes(text: str) -> bytes:
+    """The bytes of edited header or target text: UTF-8, escaped bytes restored (see above)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def api_fields(fields: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     return [(api_text(name), api_text(value)) for name, value in fields]
 

@@ -93,3 +93,15 @@ def test_the_endpoint_reports_a_bad_edit(client, make_capture) -> None:
 
 def test_the_endpoint_answers_only_post(client, db) -> None:
     assert client.get("/inspect/replay").status_code == 405
+
+
+def test_the_editor_shows_utf8_header_text_and_sends_the_same_bytes_back(client, make_capture) -> None:
+    raw = b"GET /r%C3%A9 HTTP/1.1\r\nHost: h\r\nX-User: Andr\xc3\xa9\r\nX-Legacy: caf\xe9\r\n\r\n"
+    capture = make_capture(method="GET", request=raw)
+    response = client.get(f"/inspect/captures/{capture.id}/replay-seed.json")
+    assert "X-User: Andr\u00e9" in response.json()["headers"]
+    # What the browser sends back (JSON, lone surrogates escaped): the non-UTF-8 byte survives.
+    edited = json.loads(response.content)
+    rebuilt = build_request(parse_edit(edited), default_host="h")
+    assert b"X-User: Andr\xc3\xa9\r\n" in rebuilt
+    assert b"X-Legacy: caf\xe9\r\n" in rebuilt
