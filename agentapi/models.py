@@ -56,9 +56,10 @@ class Capture(models.Model):
     replay_of = models.CharField(max_length=40, blank=True, default="")
     # Whether each message crossed whole (as opposed to cut by the capture limit, which the sizes
     # tell): a client that left mid-upload, a service that closed mid-response. Why, when not.
-    request_complete = models.BooleanField(default=True)
-    response_complete = models.BooleanField(default=True)
-    incomplete_reason = models.CharField(max_length=300, blank=True, default="")
+    # Database defaults too: rows written by an older agent sharing the database stay valid.
+    request_complete = models.BooleanField(default=True, db_default=True)
+    response_complete = models.BooleanField(default=True, db_default=True)
+    incomplete_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-id"]
