@@ -272,12 +272,14 @@ def forwarded_head(
     An upgrade (WebSocket) request goes on as one: `Connection: Upgrade` plus its `Upgrade` field.
     """
     named = _connection_options(head.headers)
+    target, authority = origin_form(head.target)
     original_host = b""
-    out = [b"%s %s HTTP/%s\r\n" % (head.method, head.target, head.version.encode("ascii"))]
+    out = [b"%s %s HTTP/%s\r\n" % (head.method, target, head.version.encode("ascii"))]
     for name, value in head.headers:
         lower = name.lower()
         if lower == b"host":
-            original_host = value
+            # An absolute-form target's authority replaces the Host field (RFC 9112 3.2.2).
+            original_host = value = authority or value
             if host_header is not None:
                 value = host_header
         elif (
@@ -299,6 +301,25 @@ def forwarded_head(
         out.append(b"%s: %s\r\n" % (name, value))
     out.append(b"\r\n")
     return b"".join(out)
+
+
+def origin_form(target: bytes) -> tuple[bytes, bytes | None]:
+    """The target to send a service, and the authority of an absolute-form one (else None).
+
+    A client may send `GET http://host/path?q HTTP/1.1` (absolute-form, RFC 9112 3.2.2, as to a
+    proxy); services expect origin-form (`/path?q`), as nginx and Go's ReverseProxy send.
+    """
+    lower = target[:8].lower()
+    if not (lower.startswith(b"http://") or lower.startswith(b"https://")):
+        return target, None
+    rest = target[target.index(b"://") + 3 :]
+    cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+    authority, path = rest[:cut], rest[cut:]
+    if authority.rfind(b"@") >= 0:
+        authority = authority[authority.rfind(b"@") + 1 :]  # userinfo is not part of Host
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return path, authority or None
 
 
 def _connection_options(headers: Headers) -> frozenset[bytes]:

@@ -16,6 +16,7 @@ from agentapi.engine.http1 import (
     error_response,
     forwarded_head,
     is_close_delimited,
+    origin_form,
     parse_stored_head,
 )
 
@@ -192,3 +193,12 @@ def test_a_response_without_length_or_chunking_is_close_delimited() -> None:
     assert is_close_delimited(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\n")
     assert not is_close_delimited(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nbody")
     assert not is_close_delimited(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody")
+
+
+def test_an_absolute_form_target_goes_on_in_origin_form_with_its_authority_as_host() -> None:
+    [head, _] = RequestParser().feed(b"GET http://app.test:8080/abs?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+    out = forwarded_head(head, client_ip="1.2.3.4", scheme="http", host_header=None)
+    assert out.startswith(b"GET /abs?x=1 HTTP/1.1\r\nHost: app.test:8080\r\n")
+    assert b"X-Forwarded-Host: app.test:8080\r\n" in out
+    assert origin_form(b"HTTP://u:p@h?q") == (b"/?q", b"h")
+    assert origin_form(b"/plain") == (b"/plain", None)
