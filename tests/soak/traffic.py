@@ -40,7 +40,7 @@ from tests.support.agent_process import AgentProcess
 from tests.support.http_wire import read_response
 
 TIMEOUT = 30.0  # per request; the long poll answers in 3 s, the agent's upstream timeout is 60 s
-EXAMPLES = 15  # failures kept verbatim per kind, for the report
+EXAMPLES = 5  # failures kept verbatim per kind and tunnel, for the report
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,21 @@ class Ledger:
     by_tunnel: Counter[str] = field(default_factory=Counter)  # answered, per tunnel
     examples: dict[str, list[str]] = field(default_factory=dict)
     captures_seen: set[str] = field(default_factory=set)
+    _kept: Counter[tuple[str, str]] = field(default_factory=Counter)
     _serial: int = 0
 
     def clock(self) -> str:
         return f"t+{time.monotonic() - self.started:.1f}s"
 
-    def note(self, kind: str, text: str) -> None:
+    def note(self, kind: str, text: str, tunnel: str = "") -> None:
         with self.lock:
             self.counts[kind] += 1
-            kept = self.examples.setdefault(kind, [])
-            if len(kept) < EXAMPLES:
-                kept.append(f"{self.clock()} {text}")
+            if tunnel:
+                self.counts[f"{kind}:{tunnel}"] += 1
+            self._kept[kind, tunnel] += 1
+            if self._kept[kind, tunnel] <= EXAMPLES:
+                where = f" on {tunnel}" if tunnel else ""
+                self.examples.setdefault(kind, []).append(f"{self.clock()}{where}: {text}")
 
     def count(self, kind: str, n: int = 1) -> None:
         with self.lock:
@@ -127,12 +131,14 @@ class Ledger:
             if status == 502:
                 self.count("reset_502")
             else:
-                self.note("reset_not_502", f"{what}: expected the agent's 502, got {status} {error} {_cut(body)}")
+                self.note(
+                    "reset_not_502", f"{what}: expected the agent's 502, got {status} {error} {_cut(body)}", where
+                )
             return
         if error:
-            self.note("lost", f"{what}: {error}")
+            self.note("lost", f"{what}: {error}", where)
         elif status != 200 or body != sent.expected_answer(soak_id):
-            self.note("lost", f"{what}: got {status} {_cut(body)}")
+            self.note("lost", f"{what}: got {status} {_cut(body)}", where)
         else:
             with self.lock:
                 self.counts["answered"] += 1
@@ -144,9 +150,10 @@ class Ledger:
         # Every soak path ends with the request's id; the header says it too, if the capture kept it.
         soak_id = capture["request"]["uri"].split("?")[0].rsplit("/", 1)[-1]
         sent = self.sent.get(soak_id)
-        where = f"capture {capture['id']} ({soak_id} on {capture['tunnel_name']})"
+        tunnel = capture["tunnel_name"]
+        where = f"capture {capture['id']} ({soak_id})"
         if sent is None:
-            self.note("captures_unknown", f"{where}: not a request the soak sent: {capture['request']['uri']}")
+            self.note("captures_unknown", f"{where}: not a request the soak sent: {capture['request']['uri']}", tunnel)
             return
         flagged = (
             capture.get("request_complete") is False
@@ -162,7 +169,7 @@ class Ledger:
         self.count("capture_checks")
         if flagged:
             if first_time:
-                self.note("captures_flagged", f"{where}: flagged {capture.get('incomplete_reason')!r}")
+                self.note("captures_flagged", f"{where}: flagged {capture.get('incomplete_reason')!r}", tunnel)
             return
         problems = []
         raw = base64.b64decode(capture["request"]["raw"])
@@ -184,7 +191,7 @@ class Ledger:
             if response["status_code"] != 200 or not response_raw.endswith(answer):
                 problems.append(f"response {response['status_code']} raw does not end with the service's answer")
         if problems and first_time:
-            self.note("captures_bad", f"{where}: {'; '.join(problems)}")
+            self.note("captures_bad", f"{where}: {'; '.join(problems)}", tunnel)
         elif not problems:
             self.count("capture_whole_checks")
 
@@ -207,6 +214,9 @@ class Ledger:
                 "api_errors": self.counts["api_error"],
                 "tunnel_restarts": self.counts["tunnel_restarts"],
                 "replays": self.counts["replays"],
+                "failures_by_tunnel": {
+                    kind: count for kind, count in sorted(self.counts.items()) if ":" in kind and count
+                },
                 "requests_by_client": dict(self.by_client),
                 "answered_by_tunnel": dict(self.by_tunnel),
                 "examples": {kind: list(texts) for kind, texts in self.examples.items()},
@@ -274,13 +284,21 @@ class Client(threading.Thread):
 
 
 class WebhookClient(Client):
-    """urllib POSTs of JSON with `Connection: close`, as webhook senders do."""
+    """urllib POSTs of JSON with `Connection: close`, as webhook senders do: in bursts of back-to-back
+    deliveries to one tunnel (a provider flushing its queue), then a pause."""
 
     kind = "webhook"
-    pause = 0.05  # 4 of them: ~80 new connections/s, well inside the ephemeral port range
+    burst = 20
+    pause = 0.5  # after each burst: 4 senders stay near 100 new connections/s, far from port exhaustion
 
     def once(self) -> None:
         target = self.rng.choice(self.targets)
+        for _ in range(self.burst):
+            if self.stop.is_set():
+                return
+            self.deliver(target)
+
+    def deliver(self, target: Target) -> None:
         soak_id = self.ledger.new_id(self.name)
         path = f"/hook/{soak_id}"
         body = json.dumps({"event": "invoice.paid", "id": soak_id, "pad": "x" * self.rng.randint(0, 3000)}).encode()
