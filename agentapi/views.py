@@ -52,12 +52,12 @@ log = logging.getLogger(__name__)
 
 
 class JSONBodiesOnly(APIView):
-    """Refuse, before the handler runs, a request whose body is not JSON.
+    """The base of the API's views: refuse, before the handler runs, a request whose body is not JSON.
 
     A Content-Type other than application/json is refused on any method that changes something and
     on any request with a body; a body without a Content-Type is refused on those methods too. A GET
     with `Content-Type: application/json` and no body (pyngrok) and a DELETE with a `{}` JSON body
-    (npm) pass.
+    (npm) pass. OPTIONS answers 204 with Allow.
     """
 
     def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
