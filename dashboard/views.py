@@ -215,7 +215,7 @@ def replay(request: HttpRequest) -> JsonResponse:
     if tunnel is None or tunnel.http is None:
         return _error(404, f"no HTTP tunnel named {tunnel_name!r} is running")
     upstream = tunnel.spec.upstream
-    raw = build_request(edit, default_host=f"{upstream.host}:{upstream.port}")
+    raw = build_request(edit, default_host=upstream.netloc)
     try:
         record = async_to_sync(runtime.engine.replay)(raw, tunnel_name, replay_of=replay_of)
     except KeyError:

@@ -20,7 +20,7 @@ from .http1 import ProtocolError, RequestEnd, RequestParser, ResponseParser, err
 from .http_proxy import ClientConnection, TunnelContext, upstream_tls
 from .metrics import TICK_SECONDS, TunnelMetrics
 from .tcp_pipe import PublicSide
-from .tunnel_spec import TunnelSpec
+from .tunnel_spec import TunnelSpec, join_host_port
 from .upstream_dial import dial
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class Engine:
             )
         except OSError as error:
             raise TunnelStartError(
-                f"failed to listen on {spec.listen_host}:{spec.listen_port}: {error.strerror or error}"
+                f"failed to listen on {join_host_port(spec.listen_host, spec.listen_port)}: {error.strerror or error}"
             ) from None
         port = server.sockets[0].getsockname()[1]
         host = spec.listen_host

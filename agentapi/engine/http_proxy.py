@@ -1039,7 +1039,7 @@ def _authorized(spec: TunnelSpec, head: RequestHead) -> bool:
 
 
 def _dial_error(spec: TunnelSpec, error: OSError) -> str:
-    where = f"{spec.upstream.host}:{spec.upstream.port}"
+    where = spec.upstream.netloc
     if isinstance(error, ConnectionRefusedError):
         return f"failed to connect to the local service at {where}: connection refused"
     return f"failed to connect to the local service at {where}: {error.strerror or error}"

@@ -90,7 +90,7 @@ class PublicSide(_Side):
         try:
             _, local = await asyncio.wait_for(dial(_Side, upstream.host, upstream.port, ssl_context=None), DIAL_TIMEOUT)
         except (OSError, TimeoutError) as error:
-            log.info("tunnel %s: dial %s:%d failed: %s", self.spec.name, upstream.host, upstream.port, error)
+            log.info("tunnel %s: dial %s failed: %s", self.spec.name, upstream.netloc, error)
             self.close()
             return
         if self.closed:
