@@ -395,8 +395,8 @@ class ClientConnection(asyncio.Protocol):
         if exchange is None or exchange.answered_locally:
             return
         payload = chunk(data) if exchange.head.chunked else data
-        if exchange.record is not None:
-            exchange.record.add_request(payload)
+        if exchange.record is not None and exchange.recorded:
+            exchange.record.add_request(payload)  # else `_begin` records it after the head
         self._send(exchange, payload)
 
     def _send(self, exchange: Exchange, payload: bytes) -> None:
@@ -419,7 +419,7 @@ class ClientConnection(asyncio.Protocol):
                 self._finish(exchange, keep_alive=exchange.head.keep_alive)
             return
         if exchange.head.chunked:
-            if exchange.record is not None:
+            if exchange.record is not None and exchange.recorded:
                 exchange.record.add_request(LAST_CHUNK)
             self._send(exchange, LAST_CHUNK)
         if exchange.head_sent:
@@ -458,7 +458,11 @@ class ClientConnection(asyncio.Protocol):
         )
         exchange.forwarded = head
         if exchange.record is not None:
+            # The head first, then the body bytes that arrived while this request waited its turn
+            # behind pipelined ones (they are buffered, not yet sent).
             exchange.record.add_request(head)
+            for payload in exchange.buffered:
+                exchange.record.add_request(payload)
             exchange.recorded = True
             ctx.sink.record(exchange.record)  # type: ignore[union-attr]
         upstream = ctx.pool.take()

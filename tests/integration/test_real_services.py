@@ -326,3 +326,26 @@ def test_a_body_after_a_204_never_reaches_the_client(agent: AgentProcess) -> Non
             answer += chunk
     listener.close()
     assert answer == b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+
+
+def test_pipelined_posts_are_each_captured_head_first(agent: AgentProcess, two_write: ThreadingHTTPServer) -> None:
+    tunnel = agent.start_tunnel(name="pipe", proto="http", addr=str(two_write.server_address[1]))
+    port = int(tunnel["public_url"].rsplit(":", 1)[1])
+    bodies = [bytes([65 + i]) * (700 * i) for i in range(5)]
+    batch = b"".join(
+        b"POST /p/%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (i, len(body), body)
+        for i, body in enumerate(bodies)
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(batch)  # five requests, bodies in the same write as the next heads
+        answer = b""
+        while answer.count(b"HTTP/1.1 200") < 5:
+            chunk = client.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    captures = _captures(agent, "pipe")
+    for i, body in enumerate(bodies):
+        raw = base64.b64decode(captures[f"/p/{i}"]["request"]["raw"])
+        assert raw.startswith(b"POST /p/%d HTTP/1.1\r\n" % i)
+        assert raw.endswith(b"\r\n\r\n" + body)
+        assert captures[f"/p/{i}"]["request"]["headers"]["Content-Length"] == [str(len(body))]
