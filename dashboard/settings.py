@@ -103,6 +103,8 @@ if bool(AGENT_TLS_CERT) != bool(AGENT_TLS_KEY):
 # between requests before it is closed.
 AGENT_HEAD_TIMEOUT = env_int("AGENT_HEAD_TIMEOUT", 30)
 AGENT_IDLE_TIMEOUT = env_int("AGENT_IDLE_TIMEOUT", 90)
+# Bytes a local service's response head may take; a larger one is answered with a recorded 502.
+AGENT_RESPONSE_HEAD_LIMIT = env_int("AGENT_RESPONSE_HEAD_LIMIT", 64 * 1024)
 # Captures waiting for the database before new ones are dropped (forwarding never waits).
 AGENT_CAPTURE_QUEUE = env_int("AGENT_CAPTURE_QUEUE", 20000)
 # Seconds between refreshes of this agent's tunnel rows; rows without a refresh for
