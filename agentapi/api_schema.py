@@ -15,6 +15,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import get_doc
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
+from .definitions import CLIENT_OPTION_KEYS
 from .engine.tunnel_spec import MAX_RESPONSE_TIMEOUT, MAX_STRING
 
 
@@ -109,20 +110,6 @@ _TUNNEL_KEYS: dict[str, Any] = {
     "terminate_at": {"type": "string", "enum": ["agent", "upstream"], "nullable": True},
 }
 
-_CLIENT_OPTIONS = (
-    "authtoken",
-    "region",
-    "configPath",
-    "binPath",
-    "onStatusChange",
-    "onLogEvent",
-    "onTerminated",
-    "port",
-    "host",
-    "httpauth",
-    "web_addr",
-    "api_key",
-)
 
 COMPONENTS: dict[str, Any] = {
     "Error": _object(
@@ -160,7 +147,7 @@ COMPONENTS: dict[str, Any] = {
     "TunnelDefinition": {
         "type": "object",
         "description": "A tunnel definition as in the config file; unknown keys are refused.",
-        "properties": {**_TUNNEL_KEYS, **{key: _CLIENT_OPTION for key in _CLIENT_OPTIONS}},
+        "properties": {**_TUNNEL_KEYS, **{key: _CLIENT_OPTION for key in sorted(CLIENT_OPTION_KEYS)}},
         "required": ["addr"],
         "additionalProperties": False,
         "example": {"name": "web-8080", "proto": "http", "addr": "8080", "response_timeout": "5m"},
