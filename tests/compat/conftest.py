@@ -1,7 +1,8 @@
 """Fixtures for driving the real clients (pyngrok, npm `ngrok`) against the agent via bin/ngrok.
 
 The clients start the agent themselves, so the tests never hold its process handle. Each test gets
-its own AGENT_DATA_DIR (inherited by the agent through the environment); afterwards any process
+its own AGENT_DATA_DIR (inherited by the agent through the environment) and no DATABASE_URL or
+REDIS_URL; afterwards any process
 still running with that data directory is an orphan the client failed to stop: it is killed by
 pid and the test fails.
 """
@@ -43,6 +44,10 @@ def agent_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """AGENT_DATA_DIR for every agent the clients start in this test; fails the test on orphans."""
     data_dir = tmp_path / "agent-data"
     monkeypatch.setenv("AGENT_DATA_DIR", str(data_dir))
+    # Its own SQLite and in-memory layer, as tests/support/agent_process.py gives every agent: a
+    # DATABASE_URL set for the services tests would share captures left by earlier runs.
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
     yield data_dir
     deadline = time.monotonic() + 5
     while (left := agents_using(data_dir)) and time.monotonic() < deadline:

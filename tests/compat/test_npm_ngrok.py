@@ -80,6 +80,7 @@ def test_npm_client_round_trip(tmp_path: Path, agent_data_dir: Path, upstream: U
     assert tunnel["proto"] == "http"
     assert tunnel["config"] == {"addr": f"http://localhost:{upstream.port}", "inspect": True}
 
+    assert len(summary["requestsBefore"]) == 1, summary["requestsBefore"]
     [original] = summary["requestsBefore"]
     assert original["tunnel_name"] == tunnel["name"]
     assert original["uri"] == "/from-npm?x=1"
