@@ -22,11 +22,10 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from dashboard.blob_search import BlobContains
-from dashboard.content_views import Body, render_best
-from dashboard.message_body import parse_message
-
+from .captures.blob_search import BlobContains
+from .captures.content_views import Body, render_best
 from .captures.header_text import display_text
+from .captures.message_body import parse_message
 from .engine.engine import ReplayRefused
 from .models import Capture, Tunnel
 from .runtime import current_runtime

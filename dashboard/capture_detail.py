@@ -11,11 +11,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django.urls import reverse
 
+from agentapi.captures.content_views import MAX_TEXT, Body, form_fields, multipart_parts, render_best, render_hex
+from agentapi.captures.message_body import Message, parse_message
+from agentapi.captures.summary import summary
 from agentapi.models import Capture
-
-from .capture_list import summary
-from .content_views import MAX_TEXT, Body, form_fields, multipart_parts, render_best, render_hex
-from .message_body import Message, parse_message
 
 
 def capture_detail(capture: Capture) -> dict[str, Any]:

@@ -30,10 +30,9 @@ from urllib.parse import urlencode
 
 from django.db.models import Q, QuerySet
 
+from agentapi.captures.blob_search import BlobContains
+from agentapi.captures.message_body import parse_message
 from agentapi.models import Capture
-
-from .blob_search import BlobContains
-from .message_body import parse_message
 
 PARAMETERS = (
     "path",

@@ -1,8 +1,9 @@
 """Pages of capture summaries for the inspector's list, newest first, by keyset (`before` an id).
 
-Summaries carry metadata only (no bytes) and have the shape the capture sink announces on the
-channel layer, so rows drawn from a page and rows pushed live are the same. Ids sort by time, so
-`id < before` is the next page and the primary key index serves it: no OFFSET, no COUNT(*).
+Summaries (agentapi.captures.summary) carry metadata only (no bytes) and have the shape the capture
+sink announces on the channel layer, so rows drawn from a page and rows pushed live are the same.
+Ids sort by time, so `id < before` is the next page and the primary key index serves it: no OFFSET,
+no COUNT(*).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agentapi.captures.summary import SUMMARY_FIELDS, summary
 from agentapi.models import Capture
 
 from .capture_filters import CaptureFilter
@@ -19,46 +21,6 @@ MAX_PAGE_SIZE = 500
 # Rows whose bytes one request may check for header/body filters before answering with a cursor.
 SCAN_LIMIT = 2000
 _SCAN_BATCH = 200
-
-SUMMARY_FIELDS = (
-    "id",
-    "tunnel_name",
-    "remote_addr",
-    "start",
-    "duration_ns",
-    "method",
-    "uri",
-    "status_code",
-    "request_size",
-    "response_size",
-    "replay_of",
-    "stored_size",
-    "request_complete",
-    "response_complete",
-    "incomplete_reason",
-)
-
-
-def summary(capture: Capture) -> dict[str, Any]:
-    return {
-        "id": capture.id,
-        "tunnel_name": capture.tunnel_name,
-        "start": capture.start.timestamp(),
-        "duration_ns": capture.duration_ns,
-        "method": capture.method,
-        "uri": capture.uri,
-        "status_code": capture.status_code,
-        "request_size": capture.request_size,
-        "response_size": capture.response_size,
-        "remote_addr": capture.remote_addr,
-        "replay_of": capture.replay_of,
-        # Capture truth, for the row's marker: a side that did not cross whole, and why; bytes
-        # that crossed but were not kept (stored_size is the kept bytes of both sides).
-        "request_complete": capture.request_complete,
-        "response_complete": capture.response_complete,
-        "incomplete_reason": capture.incomplete_reason,
-        "truncated": capture.stored_size < capture.request_size + (capture.response_size or 0),
-    }
 
 
 @dataclass

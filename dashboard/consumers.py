@@ -8,9 +8,10 @@ Messages sent (JSON objects, `type` first):
   tunnel.started / tunnel.stopped {"name", "tunnel": info or null}
   metrics.updated   {"time", "tunnels": [info]}  every METRICS_INTERVAL seconds, where info is
                     {name, public_url, proto, addr, inspect, metrics} (metrics as the API has them)
-A summary is what the capture sink announces: id, tunnel_name, start (epoch seconds), duration_ns,
-method, uri, status_code, request_size, response_size, remote_addr. Bodies are never pushed: the
-browser fetches a capture's detail when it is opened.
+A summary is what the capture sink announces, in the shape of agentapi.captures.summary (the list
+pages' rows): id, tunnel_name, start (epoch seconds), duration_ns, method, uri, status_code, sizes,
+remote_addr and whether it is whole. The consumer passes it on as it came. Bodies are never pushed:
+the browser fetches a capture's detail when it is opened.
 """
 
 from __future__ import annotations

@@ -28,11 +28,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django.conf import settings
 
+from agentapi.captures.content_views import form_fields
 from agentapi.captures.header_text import exact_text
+from agentapi.captures.message_body import Message, parse_message
 from agentapi.models import Capture
-
-from .content_views import form_fields
-from .message_body import Message, parse_message
 
 _CURL_SKIP = frozenset(
     {

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentapi.captures.header_text import editable_bytes, editable_text
+from agentapi.captures.message_body import parse_message
 from agentapi.models import Capture
-
-from .message_body import parse_message
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _TARGET = re.compile(r"^[^\s\x00-\x1f\x7f]+$")

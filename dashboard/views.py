@@ -18,6 +18,8 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from agentapi.captures.content_views import Body, sniff_image
+from agentapi.captures.message_body import parse_message
 from agentapi.engine.engine import ReplayRefused
 from agentapi.models import Capture
 from agentapi.runtime import current_runtime
@@ -25,9 +27,7 @@ from agentapi.runtime import current_runtime
 from .capture_detail import capture_detail
 from .capture_filters import parse_filters
 from .capture_list import PAGE_SIZE, capture_page
-from .content_views import Body, sniff_image
 from .exporters import curl_command, har_log
-from .message_body import parse_message
 from .replay_request import ReplayRequestError, build_request, parse_edit, seed
 from .tunnel_status import tunnels_for_page
 

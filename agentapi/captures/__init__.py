@@ -1,4 +1,12 @@
-"""Reading stored captures back: header text and content codings, shared by the API and the inspector.
+"""Reading stored captures back, for every reader (the agent API, the inspector, the admin).
 
-Nothing here imports Django or the dashboard: bytes in, text or bytes out.
+- `summary`: the one metadata-only shape of a capture (lists, live deltas, the head of a detail).
+- `message_body`: a stored message taken apart (head, de-chunked body, content coding undone).
+- `header_text`, `content_type`, `content_coding`: header bytes as text, the media type and charset,
+  content codings undone within a bound.
+- `content_views`: how a body is shown (json, xml, form, multipart, image, text, hex), by priority.
+- `blob_search`: a byte search inside the database (`BlobContains`), never loading the bytes.
+
+No views, URLs or consumers here, and nothing of the project package (`dashboard`): readers import
+this package, it imports none of them.
 """

@@ -273,7 +273,9 @@ async def _serve(
     options: dict[str, Any], config: AgentConfig, definitions: list[dict[str, Any]], log: AgentLog
 ) -> None:
     import uvicorn
+    from django.utils.module_loading import import_string
 
+    from agentapi.bounded_http import BoundedHttpToolsProtocol
     from agentapi.runtime import AgentRuntime
 
     await asyncio.to_thread(call_command, "migrate", verbosity=0, interactive=False)
@@ -282,13 +284,15 @@ async def _serve(
     web_host, web_port = sock.getsockname()[:2]
     web_addr = f"[{web_host}]:{web_port}" if ":" in web_host else f"{web_host}:{web_port}"
 
+    # The project's ASGI application, named by settings (ASGI_APPLICATION): the agent app imports
+    # nothing of the project package.
     uv_config = uvicorn.Config(
-        "dashboard.asgi:application",
+        import_string(settings.ASGI_APPLICATION),
         lifespan="off",
         access_log=False,
         log_config=None,
         ws="websockets",
-        http="dashboard.bounded_http:BoundedHttpToolsProtocol",
+        http=BoundedHttpToolsProtocol,
     )
     server = uvicorn.Server(uv_config)
     uv_config.load()

@@ -1,4 +1,4 @@
-"""The two things the inspector reads from a Content-Type value: the media type and the charset."""
+"""The two things a reader takes from a Content-Type value: the media type and the charset."""
 
 from __future__ import annotations
 

@@ -3,12 +3,12 @@
 Rules:
 - The head is parsed by the engine's `parse_stored_head`; header fields stay an ordered list of
   pairs, as they were on the wire. `headers` is their text for showing, made by
-  agentapi.captures.header_text (UTF-8, `\\xNN` for bytes that are not).
+  header_text (UTF-8, `\\xNN` for bytes that are not).
 - A chunked body is de-chunked. A body cut by the capture limit yields the chunks read so far and
   says so (`complete` False); a chunk stream that does not parse is shown as it was stored.
 - `Content-Encoding` (gzip, deflate, br, zstd, stacked) is undone for viewing (never for replay or
-  download) by agentapi.captures.content_coding, within `AGENT_DECODED_BODY_LIMIT` bytes so a
-  compression bomb cannot blow up the inspector: past it the decoded body is cut and flagged.
+  download) by content_coding, within `AGENT_DECODED_BODY_LIMIT` bytes so a
+  compression bomb cannot blow up a reader: past it the decoded body is cut and flagged.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from agentapi.captures import content_coding
-from agentapi.captures.header_text import display_fields, disposition_filename
 from agentapi.engine.http1 import StoredHead, parse_stored_head
 
-from . import content_type
+from . import content_coding, content_type
+from .header_text import display_fields, disposition_filename
 
 
 @dataclass(slots=True)
@@ -34,7 +33,7 @@ class Message:
     body: bytes
     # The body with content coding removed, when that worked; else equal to `body`.
     decoded_body: bytes
-    # Header fields as text for showing (see agentapi.captures.header_text), in wire order.
+    # Header fields as text for showing (see header_text), in wire order.
     headers: list[tuple[str, str]] = field(default_factory=list)
     chunked: bool = False
     content_encoding: str = ""

@@ -18,9 +18,8 @@ from urllib.parse import parse_qsl
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
-from agentapi.captures.header_text import display_text, disposition_filename, parameter
-
 from . import content_type
+from .header_text import display_text, disposition_filename, parameter
 
 # Bodies larger than this are shown cut, with a note (the download has everything).
 MAX_TEXT = 512 * 1024

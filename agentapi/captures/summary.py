@@ -1,0 +1,55 @@
+"""The summary of a capture: its metadata only (no bytes), the one shape every list shows.
+
+The inspector's list pages, the head of its detail and the live deltas all carry this shape, so a
+row drawn from a page and a row pushed live are the same. The live deltas are built by the capture
+sink (`agentapi.engine.capture_sink._summary`, from the rows it has just written; the engine imports
+nothing of Django, so it cannot call this) with the same keys and values except `replay_of`, which
+only the stored row has. tests/unit/test_capture_summary.py holds the two together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentapi.models import Capture
+
+# The columns a summary reads: `.only(*SUMMARY_FIELDS)` keeps the stored bytes out of a list query.
+SUMMARY_FIELDS = (
+    "id",
+    "tunnel_name",
+    "remote_addr",
+    "start",
+    "duration_ns",
+    "method",
+    "uri",
+    "status_code",
+    "request_size",
+    "response_size",
+    "replay_of",
+    "stored_size",
+    "request_complete",
+    "response_complete",
+    "incomplete_reason",
+)
+
+
+def summary(capture: Capture) -> dict[str, Any]:
+    return {
+        "id": capture.id,
+        "tunnel_name": capture.tunnel_name,
+        "start": capture.start.timestamp(),
+        "duration_ns": capture.duration_ns,
+        "method": capture.method,
+        "uri": capture.uri,
+        "status_code": capture.status_code,
+        "request_size": capture.request_size,
+        "response_size": capture.response_size,
+        "remote_addr": capture.remote_addr,
+        "replay_of": capture.replay_of,
+        # Capture truth, for the row's marker: a side that did not cross whole, and why; bytes
+        # that crossed but were not kept (stored_size is the kept bytes of both sides).
+        "request_complete": capture.request_complete,
+        "response_complete": capture.response_complete,
+        "incomplete_reason": capture.incomplete_reason,
+        "truncated": capture.stored_size < capture.request_size + (capture.response_size or 0),
+    }
