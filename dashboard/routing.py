@@ -1,4 +1,4 @@
-"""WebSocket routes (HTTP routes are in urls.py).
+"""The process's WebSocket routes (HTTP routes are in urls.py): each app's routes, then a catch-all.
 
 A handshake to any other path is refused with 404 (no consumer, no traceback): Channels' URLRouter
 raises on a path it cannot route, which the server would log as a crash and answer with 500.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import path, re_path
+from django.urls import re_path
 
-from .consumers import InspectorConsumer
+from .inspector import routing as inspector_routing
 
 _NOT_FOUND = b"no WebSocket endpoint at this path\n"
 
@@ -29,6 +29,6 @@ async def unknown_path(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 websocket_urlpatterns = [
-    path("ws/inspector", InspectorConsumer.as_asgi()),
+    *inspector_routing.websocket_urlpatterns,
     re_path(r"", unknown_path),  # type: ignore[arg-type]  # an ASGI app, as Channels routes take
 ]

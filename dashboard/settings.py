@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "agentapi",
+    "dashboard.inspector",
 ]
 
 MIDDLEWARE = [

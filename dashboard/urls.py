@@ -9,7 +9,7 @@ urlpatterns = [
     re_path(r"^api$", api_views.RootView.as_view()),
     path("api/", include("agentapi.urls")),
     path("admin/", admin.site.urls),
-    path("", include("dashboard.inspector_urls")),
+    path("", include("dashboard.inspector.urls")),
 ]
 
 # Errors outside DRF's views still answer API clients in ngrok's error shape.

@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 
 import agentapi.runtime
 from dashboard.asgi import application
-from dashboard.consumers import InspectorConsumer
+from dashboard.inspector.consumers import InspectorConsumer
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -146,7 +146,7 @@ def test_ids_restrict_the_answer_for_live_matching(client, make_capture) -> None
 
 
 def test_body_filtered_pages_scan_a_bounded_number_of_rows(client, make_capture, monkeypatch) -> None:
-    import dashboard.capture_list as capture_list
+    import dashboard.inspector.capture_list as capture_list
 
     monkeypatch.setattr(capture_list, "SCAN_LIMIT", 4)
     monkeypatch.setattr(capture_list, "_SCAN_BATCH", 2)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dashboard.replay_request import EditedRequest, ReplayRequestError, build_request, parse_edit
+from dashboard.inspector.replay_request import EditedRequest, ReplayRequestError, build_request, parse_edit
 from tests.inspector.conftest import request_bytes
 
 
