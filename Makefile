@@ -32,6 +32,7 @@ lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 format: $(VENV)/.dev
 	$(PY) -m ruff check --fix .
