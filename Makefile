@@ -1,11 +1,12 @@
-# Entry points: `make run` (the agent), `make test` (the whole suite), `make soak` (minutes of real-use
-# traffic, SOAK_SECONDS=600 by default), `make lint`, `make bench`.
+# Entry points: `make run` (the agent), `make test` (the whole suite), `make check` (lint, types,
+# import contracts and the unit tests: the quick loop), `make soak` (minutes of real-use traffic,
+# SOAK_SECONDS=600 by default), `make lint`, `make bench`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test soak lint format bench clean
+.PHONY: run test check soak lint format bench clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	scripts/ensure-test-deps
 	$(PY) -m pytest
+
+# The quick loop before a commit: no agent processes, no browser.
+check: lint
+	$(PY) -m pytest -q tests/unit
 
 # Not part of `test`: ten minutes by default. SOAK_SECONDS=60 make soak for a quick one.
 soak: $(VENV)/.dev

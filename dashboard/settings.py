@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,7 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
 
 
 def env_float(name: str, default: float) -> float:
@@ -36,9 +37,9 @@ def env_float(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
     if not value > 0 or value == float("inf"):
-        raise SystemExit(f"{name} must be a positive number of seconds, got {raw!r}")
+        raise ImproperlyConfigured(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
 
 
@@ -50,7 +51,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if raw.lower() in ("0", "false", "no", "off"):
         return False
-    raise SystemExit(f"{name} must be a boolean, got {raw!r}")
+    raise ImproperlyConfigured(f"{name} must be a boolean, got {raw!r}")
 
 
 def env_list(name: str) -> list[str]:
@@ -98,7 +99,7 @@ AGENT_UPSTREAM_TIMEOUT = env_int("AGENT_UPSTREAM_TIMEOUT", 600)
 AGENT_TLS_CERT = env_str("AGENT_TLS_CERT", "")
 AGENT_TLS_KEY = env_str("AGENT_TLS_KEY", "")
 if bool(AGENT_TLS_CERT) != bool(AGENT_TLS_KEY):
-    raise SystemExit("AGENT_TLS_CERT and AGENT_TLS_KEY go together")
+    raise ImproperlyConfigured("AGENT_TLS_CERT and AGENT_TLS_KEY go together")
 # Seconds a public connection may take to send a request head (408 after), and may sit idle
 # between requests before it is closed.
 AGENT_HEAD_TIMEOUT = env_int("AGENT_HEAD_TIMEOUT", 30)
