@@ -17,10 +17,11 @@ from .capture_id import CaptureIdFactory
 from .capture_record import CaptureRecord
 from .capture_sink import CaptureSink
 from .http1 import ProtocolError, RequestEnd, RequestParser, ResponseParser, error_response, parse_stored_head
-from .http_proxy import ClientConnection, TunnelContext, upstream_tls
+from .http_proxy import ClientConnection, TunnelContext
 from .metrics import TICK_SECONDS, TunnelMetrics
 from .tcp_pipe import PublicSide
 from .tunnel_spec import TunnelSpec, join_host_port
+from .upstream import upstream_tls
 from .upstream_dial import dial
 
 log = logging.getLogger(__name__)

@@ -52,3 +52,10 @@ async def dial(
         return connection
     assert error is not None
     raise error
+
+
+def dial_error(where: str, error: OSError) -> str:
+    """What the client's 502 page says when dialling `where` (host:port) failed."""
+    if isinstance(error, ConnectionRefusedError):
+        return f"failed to connect to the local service at {where}: connection refused"
+    return f"failed to connect to the local service at {where}: {error.strerror or error}"

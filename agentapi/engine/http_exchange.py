@@ -1,0 +1,463 @@
+"""One request and its response crossing an HTTP tunnel: the exchange's state, and how it is
+relayed between its public connection (http_proxy.py) and an upstream connection (upstream.py).
+
+States: each side moves forward only.
+
+  request    RECEIVING --whole request read--> COMPLETE
+
+  response   AWAITING --first byte from the service--> STARTED --end of response--> FINISHED
+               |                                          `--101 to its Upgrade--> UPGRADED (raw pipe)
+               |--an access check refuses--> REFUSED  (401/403: never forwarded, not captured)
+               `--the service fails first--> FAILED   (the agent's 502/504, recorded as the response)
+
+  The agent's own answers (REFUSED, FAILED) sort below AWAITING, the service's (STARTED, UPGRADED,
+  FINISHED) above it: `response < AWAITING` means "answered by the agent" (the rest of the request
+  is read and dropped), `response >= STARTED` means "the service's response is under way".
+
+Rules:
+- The request head goes upstream rebuilt (http1.forwarded_head); body bytes follow as llhttp hands
+  them over (re-chunked if they came chunked). Until an upstream is attached (dialling, waiting
+  behind pipelined requests, re-dialling for a retry) they are buffered and the client's reading
+  is paused (WAITING). The response is forwarded as the service's bytes, untouched.
+- What went upstream is kept, up to RETRY_KEEP_BYTES, until the response starts, so the request can
+  be sent again on a fresh connection: only after a reused connection was lost, only once, only
+  before any answer, never an Upgrade; any method when the service's reset shows it never read the
+  request (`unread`), else a replayable one (GET, HEAD, OPTIONS, TRACE or an Idempotency-Key) that
+  was sent whole (Go's Transport rule). Nothing else is retried.
+- The response timeout runs from the end of the request (uploads take what they take) until the
+  first byte of the answer: none in time is the agent's 504.
+- The service failing before it answered (refused, reset, closed, malformed, oversized head,
+  silent) gives the client the agent's page (FAILED); after it answered, closing the public
+  connection is the only honest signal, and the record says the response broke off.
+- The upstream goes back to the pool only after a COMPLETE HTTP/1.1 request that its answer did not
+  overtake (`answered_early`), a keep-alive response and nothing left unsent (a service closes
+  after answering HTTP/1.0 even when its answer does not say so). The public connection stays
+  open only if the client asked, the request was read whole and no Upgrade was declined.
+- Every upstream leaves the exchange through FlowControl.detach (pauses undone both ways).
+- The capture is handed to the sink when the exchange begins (head first, then the body bytes
+  that waited) and once more when it completes. It says whether each message crossed whole: a
+  request the client cut or the answer overtook, a response cut by either side; a client that
+  left before any answer is recorded as 499 (nginx's Client Closed Request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from .access import LocalAnswer, check_request
+from .capture_record import CaptureRecord
+from .flow_control import WAITING
+from .http1 import CLIENT_CLOSED_REQUEST, LAST_CHUNK, RequestHead, chunk, error_response, forwarded_head
+from .upstream_dial import dial_error
+
+if TYPE_CHECKING:
+    from .http_proxy import ClientConnection
+    from .upstream import UpstreamConnection
+
+log = logging.getLogger(__name__)
+
+# Request bytes kept until the response starts, so a request that a reused connection lost before
+# the service read it can be sent again on a fresh one; a larger request is not retried.
+RETRY_KEEP_BYTES = 64 * 1024
+
+# Methods a request may be sent twice with (Go's Transport rule); others need an Idempotency-Key.
+_REPLAYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+
+
+class RequestState(enum.IntEnum):
+    RECEIVING = 0  # head read; body bytes may still come
+    COMPLETE = 1  # the whole request was read from the client
+
+
+class ResponseState(enum.IntEnum):
+    REFUSED = -2  # answered by an access check; never forwarded
+    FAILED = -1  # the service failed before answering: the agent's error page
+    AWAITING = 0
+    STARTED = 1  # the service's bytes are being forwarded
+    UPGRADED = 2  # the service accepted the Upgrade: a raw pipe both ways
+    FINISHED = 3  # the service's response ended
+
+
+# Module-level names: the hot path compares against these (a class attribute lookup costs more).
+RECEIVING, COMPLETE = RequestState.RECEIVING, RequestState.COMPLETE
+REFUSED, FAILED, AWAITING = ResponseState.REFUSED, ResponseState.FAILED, ResponseState.AWAITING
+STARTED, UPGRADED, FINISHED = ResponseState.STARTED, ResponseState.UPGRADED, ResponseState.FINISHED
+
+
+class Exchange:
+    """One request/response on a public connection."""
+
+    __slots__ = (
+        "answered_early",
+        "buffered",
+        "client",
+        "forwarded",
+        "head",
+        "held",
+        "record",
+        "recorded",
+        "request",
+        "response",
+        "retried",
+        "sent",
+        "sent_size",
+        "started_ns",
+        "timeout",
+        "upstream",
+    )
+
+    def __init__(self, client: ClientConnection, head: RequestHead, record: CaptureRecord | None) -> None:
+        self.client = client
+        self.head = head
+        self.record = record
+        self.recorded = False  # handed to the sink (only exchanges that began)
+        self.started_ns = time.perf_counter_ns()
+        self.request = RECEIVING
+        self.response = AWAITING
+        self.answered_early = False  # the service answered before the whole request reached it
+        self.retried = False
+        self.buffered: list[bytes] = []  # request bytes for an upstream not attached yet
+        # Bytes after an Upgrade request's head: they belong to the new protocol, so they wait
+        # for the upstream's 101 and are dropped if it declines.
+        self.held: list[bytes] | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.timeout: asyncio.TimerHandle | None = None
+        self.forwarded = b""  # the request head as sent upstream
+        # What went upstream so far, kept (up to RETRY_KEEP_BYTES) until the response starts.
+        self.sent: list[bytes] | None = []
+        self.sent_size = 0
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.head.method.decode('latin-1')} {self.request.name} {self.response.name}>"
+
+    # --- the request, as the client sends it ------------------------------------------------
+    def begin(self) -> None:
+        """Its turn on the connection: check it, record it, send it to an upstream."""
+        client = self.client
+        ctx = client.ctx
+        spec = ctx.spec
+        facts = client.facts
+        if facts.checked:
+            answer = check_request(spec, self.head, facts)
+            if answer is not None:
+                self._answer_locally(answer)
+                return
+        head = forwarded_head(
+            self.head,
+            client_ip=client.client_ip,
+            scheme=ctx.public_scheme,
+            host_header=ctx.host_header,
+            remove=spec.request_header_remove,
+            add=spec.request_header_add,
+        )
+        self.forwarded = head
+        record = self.record
+        if record is not None:
+            # The head first, then the body bytes that arrived while this request waited its turn
+            # behind pipelined ones (they are buffered, not yet sent).
+            record.add_request(head)
+            for payload in self.buffered:
+                record.add_request(payload)
+            self.recorded = True
+            ctx.sink.record(record)  # type: ignore[union-attr]
+        upstream = ctx.pool.take()
+        if upstream is not None:
+            self._attach(upstream, head)
+        else:
+            client.flow.pause(WAITING)
+            ctx.loop.create_task(self._connect(head))
+
+    def body(self, data: bytes) -> None:
+        if self.response < AWAITING:
+            return  # answered by the agent: the rest of the request is read and dropped
+        payload = chunk(data) if self.head.chunked else data
+        record = self.record
+        if record is not None and self.recorded:
+            record.add_request(payload)  # else `begin` records it after the head
+        self.send(payload)
+
+    def request_end(self) -> None:
+        self.request = COMPLETE
+        if self.response < AWAITING:
+            if self is self.client.current:
+                self.client.finish(self, keep_alive=self.head.keep_alive)
+            return
+        if self.head.chunked:
+            if self.record is not None and self.recorded:
+                self.record.add_request(LAST_CHUNK)
+            self.send(LAST_CHUNK)
+        if self.upstream is not None:
+            self.arm_timeout()
+
+    def send(self, payload: bytes) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            if self.sent is not None:
+                self.keep_sent(payload)
+            upstream.write(payload)
+        else:
+            self.buffered.append(payload)
+            self.client.flow.pause(WAITING)
+
+    def keep_sent(self, data: bytes) -> None:
+        sent = self.sent
+        if sent is not None:
+            self.sent_size += len(data)
+            if self.sent_size > RETRY_KEEP_BYTES:
+                self.sent = None
+            else:
+                sent.append(data)
+
+    # --- the upstream ----------------------------------------------------------------------
+    async def _connect(self, head: bytes) -> None:
+        client = self.client
+        ctx = client.ctx
+        try:
+            upstream = await ctx.pool.connect(ctx.upstream_timeout)
+        except TimeoutError:
+            self.fail(504, "timed out connecting to the local service")
+            return
+        except OSError as error:
+            self.fail(502, dial_error(ctx.spec.upstream.netloc, error))
+            return
+        if client.closed or self is not client.current:
+            ctx.pool.give_back(upstream)
+            return
+        self._attach(upstream, head)
+
+    def _attach(self, upstream: UpstreamConnection, head: bytes) -> None:
+        client = self.client
+        self.upstream = upstream
+        upstream.begin(self)
+        if self.retried and self.sent:
+            upstream.write(b"".join(self.sent))  # the first try's bytes, head included
+        else:
+            self.keep_sent(head)
+            upstream.write(head)
+        if self.buffered:
+            for payload in self.buffered:
+                self.keep_sent(payload)
+                upstream.write(payload)
+            self.buffered = []
+        flow = client.flow
+        if flow.write_blocked:
+            flow.attach(upstream)
+        if self.request is COMPLETE:
+            self.arm_timeout()
+        if client.holding is None:
+            flow.resume(WAITING)
+
+    def _drop_upstream(self) -> None:
+        """Unhook the upstream and close it: whatever it is in the middle of cannot be reused."""
+        upstream = self.upstream
+        if upstream is not None:
+            self.upstream = None
+            upstream.end()
+            self.client.flow.detach(upstream)
+            upstream.close()
+
+    def arm_timeout(self) -> None:
+        # From the end of the request: an upload may take as long as it takes.
+        if self.timeout is None and self.response is AWAITING:
+            ctx = self.client.ctx
+            self.timeout = ctx.loop.call_later(ctx.upstream_timeout, self.response_timed_out)
+
+    def response_timed_out(self) -> None:
+        if self is self.client.current and self.response is AWAITING:
+            self.fail(504, "the local service did not answer in time")
+
+    # --- the response (called by UpstreamConnection) ---------------------------------------
+    def response_head(self, status: int) -> None:
+        self.client.ctx.metrics.request_done(time.perf_counter_ns() - self.started_ns)
+        if self.record is not None:
+            self.record.status_code = status
+
+    def response_data(self, data: bytes) -> None:
+        if self.response is AWAITING:
+            if self.timeout is not None:
+                self.timeout.cancel()
+            self.answered_early = self.request is RECEIVING
+            self.response = STARTED
+            self.sent = None  # answered: no retry any more
+        if self.record is not None:
+            self.record.add_response(data)
+        client = self.client
+        if client.transport is not None and not client.closed:
+            client.transport.write(data)
+
+    def pipe_data(self, data: bytes) -> None:
+        client = self.client
+        if client.transport is not None and not client.closed:
+            client.transport.write(data)
+
+    def response_done(self, *, keep_alive: bool) -> None:
+        client = self.client
+        upstream = self.upstream
+        self.upstream = None
+        self.response = FINISHED
+        if upstream is not None:
+            upstream.end()
+            client.flow.detach(upstream)
+            # Reuse only a connection whose request went out whole before it answered (else the
+            # service may never read the rest of that body) and that holds nothing unsent; and
+            # only after an HTTP/1.1 request: a service closes after answering HTTP/1.0 even when
+            # its answer does not say so.
+            if (
+                keep_alive
+                and self.request is COMPLETE
+                and not self.answered_early
+                and self.head.version == "1.1"
+                and upstream.idle()
+            ):
+                client.ctx.pool.give_back(upstream)
+            else:
+                upstream.close()
+        # A response before the whole request leaves unread body bytes; an Upgrade the upstream
+        # declined leaves bytes of another protocol: close in both cases.
+        keep_alive = keep_alive and self.head.keep_alive and self.request is COMPLETE and self.held is None
+        client.finish(self, keep_alive=keep_alive)
+
+    def switch_to_pipe(self) -> None:
+        """The upstream accepted the Upgrade: from now on bytes flow untouched both ways."""
+        if self.timeout is not None:
+            self.timeout.cancel()
+        self.complete_record()
+        self.response = UPGRADED
+        held, self.held = self.held or [], None
+        self.client.start_pipe(self, held)
+
+    def upstream_lost(self, upstream: UpstreamConnection, error: Exception | None, *, unread: bool = False) -> None:
+        """The upstream connection ended before the response did.
+
+        `unread`: the service's socket was closed when the request arrived (it answered with a
+        reset), so the service never read any of it.
+        """
+        client = self.client
+        if self._may_resend(upstream, unread=unread or isinstance(error, (ConnectionResetError, BrokenPipeError))):
+            # A pooled connection the local service closed as we reused it (keep-alive race):
+            # nothing was answered; send the request again on a fresh connection.
+            log.debug("tunnel %s: retrying %s on a fresh connection", client.ctx.spec.name, self.head.target)
+            self.retried = True
+            upstream.end()
+            client.flow.detach(upstream)
+            self.upstream = None
+            if self.timeout is not None:
+                self.timeout.cancel()
+                self.timeout = None
+            client.flow.pause(WAITING)
+            client.ctx.loop.create_task(self._connect(self.forwarded))
+            return
+        if self.response >= STARTED:
+            # Piping, or forwarding a response whose end we did not see: only closing says so.
+            if self.response is STARTED and self.record is not None:
+                self.record.mark_incomplete(
+                    response=True, reason="the local service closed the connection before the response was complete"
+                )
+            self.complete_record()
+            client.close()
+            return
+        detail = "the local service closed the connection without answering"
+        if error is not None:
+            detail = f"the local service reset the connection: {error}"
+        self.fail(502, detail)
+
+    def _may_resend(self, upstream: UpstreamConnection, *, unread: bool) -> bool:
+        """Only a reused connection, only once, only before any answer, and only with every byte
+        sent so far kept. Any method when the service never read the request (`unread`); else only
+        a replayable one (Go's Transport rule: RFC 9110 9.2.2 idempotent methods or an
+        Idempotency-Key), sent whole."""
+        client = self.client
+        if not (
+            upstream.reused
+            and not self.retried
+            and self.response is AWAITING
+            and self.sent is not None
+            and self.held is None
+            and self is client.current
+            and not client.closed
+        ):
+            return False
+        if unread:
+            return True
+        head = self.head
+        replayable = head.method in _REPLAYABLE or head.header(b"idempotency-key") is not None
+        return replayable and self.request is COMPLETE
+
+    def upstream_malformed(self, detail: str) -> None:
+        self._drop_upstream()
+        if self.response >= STARTED:
+            if self.record is not None:
+                self.record.mark_incomplete(response=True, reason=f"the response broke off: {detail}")
+            self.complete_record()
+            self.client.close()
+        else:
+            self.fail(502, detail)
+
+    # --- endings ----------------------------------------------------------------------------
+    def fail(self, status: int, detail: str) -> None:
+        """The service failed before answering: the agent's page is the response (FAILED)."""
+        self._drop_upstream()
+        client = self.client
+        if self is not client.current or client.closed:
+            self.abandon()
+            return
+        log.info(
+            "tunnel %s: %s %s -> %d (%s)", client.ctx.spec.name, self.head.method, self.head.target, status, detail
+        )
+        page = error_response(status, detail)
+        client.ctx.metrics.request_done(time.perf_counter_ns() - self.started_ns)
+        if self.record is not None:
+            self.record.restart_response()
+            self.record.add_response(page)
+            self.record.status_code = status
+        self.response = FAILED
+        if client.transport is not None:
+            client.transport.write(page)
+        client.finish(self, keep_alive=False)
+
+    def _answer_locally(self, answer: LocalAnswer) -> None:
+        """Answer without the upstream (REFUSED); the request's end finishes the exchange."""
+        self.response = REFUSED
+        self.record = None
+        transport = self.client.transport
+        if transport is not None:
+            transport.write(answer.page(keep_alive=self.head.keep_alive))
+
+    def abandon(self) -> None:
+        """The public side went away: drop the upstream connection, keep what was captured."""
+        if self.timeout is not None:
+            self.timeout.cancel()
+        self._drop_upstream()
+        record = self.record
+        if record is not None and record.status_code is None:
+            # The client left before the answer (nginx's 499): a final state, not "pending".
+            record.status_code = CLIENT_CLOSED_REQUEST
+            record.restart_response()
+            record.response_raw = bytearray()
+            record.mark_incomplete(response=True, reason="the client closed the connection before the response")
+        elif record is not None and self.response is STARTED:
+            record.mark_incomplete(
+                response=True, reason="the client closed the connection before the whole response was sent"
+            )
+        self.complete_record()
+
+    def complete_record(self) -> None:
+        """Hand the finished capture to the sink once, flagging a request that did not cross whole."""
+        record = self.record
+        if record is None or record.complete or not self.recorded:
+            return
+        if self.request is RECEIVING:
+            if self.answered_early:
+                reason = "the local service answered before the whole request body was sent"
+            elif self.response < AWAITING:
+                reason = "the agent stopped reading the request after the local service failed"
+            else:
+                reason = "the client closed the connection before the whole request was sent"
+            record.mark_incomplete(request=True, reason=reason)
+        record.duration_ns = time.perf_counter_ns() - self.started_ns
+        record.complete = True
+        self.client.ctx.sink.record(record)  # type: ignore[union-attr]
