@@ -15,7 +15,8 @@ Rules:
   `head_chunk` tells a close-delimited response apart (`is_close_delimited`). From then on the
   service's bytes are forwarded untouched as they arrive; llhttp only says where the response ends.
 - A body after a response that has none (204, 304, or the answer to HEAD; RFC 9112 6.3) is cut
-  from the read and never reaches the client; the connection is then not reused.
+  from the read and never reaches the client (nor the capture); the connection is then not reused,
+  and the public one is closed after the response.
 - TCP_QUICKACK after each read that does not finish the response (Linux): a service that writes
   head and body in two writes is not held up 40 ms by a delayed acknowledgement.
 - A reused connection that ends without a byte of answer waits RESET_GRACE_SECONDS for the reset
@@ -223,6 +224,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.head_chunk = data
         if progress.head_done:
             exchange.response_head(progress.status)
+            if self.parser.expect_head and len(data) > _head_end(data):
+                # llhttp reads bytes after the answer to HEAD as its announced body (it cannot know
+                # better), so it does not call them trailing: they are, all the same.
+                progress.trailing = True
+                progress.keep_alive = False
         if progress.trailing and (exchange.head.method == b"HEAD" or progress.status in (204, 304)):
             # A body after a response that has none (RFC 9112 6.3): never the client's to read.
             data = data[: _head_end(data)]

@@ -350,6 +350,20 @@ async def test_a_body_after_a_response_that_has_none_is_dropped(method: bytes, h
     assert client.closed
 
 
+@pytest.mark.parametrize("body", [b"hello", b"hel", b"hello world"])
+async def test_a_body_after_the_answer_to_head_is_dropped(body: bytes) -> None:
+    proxy = ProxyHarness()
+    client = proxy.connect()
+    client.send(request(b"HEAD"))
+    await settle()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    proxy.service.answer(head + body)
+    assert client.received() == head
+    assert proxy.idle == [] and proxy.service.transport.closed
+    [record] = proxy.sink.records
+    assert bytes(record.response_raw or b"") == head
+
+
 async def test_a_head_response_ends_without_a_body() -> None:
     proxy = ProxyHarness()
     client = proxy.connect()
