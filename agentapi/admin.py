@@ -4,8 +4,9 @@ The capture table grows large, so the change list never counts it whole: `show_f
 is off and the paginator counts at most COUNT_CAP rows with a LIMITed query. Filters are
 SimpleListFilters over indexed columns; search matches the path, or bytes anywhere in the stored
 request or response (headers and bodies) with the database's own byte search. Captures are
-read-only (rendered request and response); the actions replay them through the running engine or
-delete them.
+read-only (rendered request and response); the actions replay them through the runtime facade (the
+same replay as the API's) or delete them. Tunnels are stopped through the runtime too, wherever they
+run: a tunnel another agent runs is stopped by that agent.
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ from .captures.blob_search import BlobContains
 from .captures.content_views import Body, render_best
 from .captures.header_text import display_text
 from .captures.message_body import parse_message
-from .engine.engine import ReplayRefused
 from .models import Capture, Tunnel
-from .runtime import current_runtime
+from .runtime import PeerUnavailable, ReplayRefused, TunnelNotRunning, current_runtime
 
 COUNT_CAP = 10000
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -281,17 +281,15 @@ class CaptureAdmin(admin.ModelAdmin):
             return
         replayed, skipped = 0, []
         for capture in queryset.order_by("id")[:100]:
-            if capture.request_truncated:
-                skipped.append(f"{capture.id} (only part of the request was captured)")
-            elif runtime.engine.tunnel(capture.tunnel_name) is None:
+            try:
+                async_to_sync(runtime.replay)(capture)
+            except TunnelNotRunning:
                 skipped.append(f"{capture.id} (tunnel {capture.tunnel_name!r} is not running)")
-            else:
-                try:
-                    async_to_sync(runtime.replay)(capture, capture.tunnel_name)
-                except ReplayRefused as error:
-                    skipped.append(f"{capture.id} ({error})")
-                    continue
-                replayed += 1
+                continue
+            except ReplayRefused as error:  # cut at the capture limit, incomplete, not an http tunnel
+                skipped.append(f"{capture.id} ({error})")
+                continue
+            replayed += 1
         if replayed:
             self.message_user(request, f"Replayed {replayed} capture(s).", messages.SUCCESS)
         if skipped:
@@ -309,8 +307,8 @@ class CaptureAdmin(admin.ModelAdmin):
 def _forget_stored_total() -> None:
     """Captures were deleted behind the capture store's back: let it re-read its running total."""
     runtime = current_runtime()
-    if runtime is not None and runtime.store is not None:
-        runtime.store.forget_total()
+    if runtime is not None:
+        runtime.forget_stored_total()
 
 
 @admin.register(Tunnel)
@@ -347,14 +345,19 @@ class TunnelAdmin(admin.ModelAdmin):
         if runtime is None:
             self.message_user(request, "No tunnel engine runs in this process.", messages.ERROR)
             return
-        stopped, elsewhere = [], []
+        stopped, not_stopped = [], []
         for tunnel in queryset:
-            if tunnel.agent_id != runtime.agent_id or runtime.engine.tunnel(tunnel.name) is None:
-                elsewhere.append(tunnel.name)
+            try:
+                # Routed to the agent that runs it when that is another one sharing the database.
+                async_to_sync(runtime.stop_tunnel)(tunnel.name)
+            except TunnelNotRunning:
+                not_stopped.append(f"{tunnel.name} (not running)")
                 continue
-            async_to_sync(runtime.stop_tunnel)(tunnel.name)
+            except PeerUnavailable as error:
+                not_stopped.append(f"{tunnel.name} ({error})")
+                continue
             stopped.append(tunnel.name)
         if stopped:
             self.message_user(request, "Stopped: " + ", ".join(stopped), messages.SUCCESS)
-        if elsewhere:
-            self.message_user(request, "Run by another agent, not stopped: " + ", ".join(elsewhere), messages.WARNING)
+        if not_stopped:
+            self.message_user(request, "Not stopped: " + "; ".join(not_stopped), messages.WARNING)

@@ -1,68 +1,134 @@
-"""The running agent as the API and the command line see it: the engine plus its mirror rows.
+"""The runtime facade: the running agent as every caller sees it (API, inspector, admin, `serve`).
 
-Everything here runs on the event loop. The API's sync views reach it through `async_to_sync`;
-database work goes to a thread (`sync_to_async`), never onto the loop.
+Callers use only what is here and never reach into the engine. Everything here runs on the event
+loop: sync callers (Django's worker thread) go through `async_to_sync(runtime.method)`, so a tunnel
+or metrics snapshot is taken on the loop and never races the proxy; database work goes to a thread
+(`sync_to_async`), never onto the loop. What it offers:
+
+- `start_tunnel(definition, name)`, `stop_tunnel(name)`, `replace_tunnel(name, definition)`: a stop
+  of a tunnel that another agent sharing the database runs is routed to that agent (peers.py);
+  starting, stopping and the heartbeat are serialised by one lock.
+- `replay(capture or raw bytes, tunnel_name)`: the one replay path (the API, the inspector's
+  "replay with modifications", the admin action); it answers once the new capture is stored.
+- `tunnel(name)`, `tunnels()`: plain `TunnelInfo` values, metrics included.
+- `flush_captures()`, `clear_captures()`, `forget_stored_total()`: the capture store's hooks.
+
+Its errors are defined in runtime_errors.py and re-exported here (TunnelNotRunning, TunnelExists,
+TunnelConfigError, TunnelStartError, PeerUnavailable, ReplayRefused, NotAnHttpTunnel).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import logging
 import os
 import re
 import socket
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.utils import timezone
 
 from .capture_store import OrmCaptureStore
 from .engine.capture_sink import CaptureSink
-from .engine.engine import Engine, ReplayRefused, RunningTunnel, TunnelExists
-from .engine.tunnel_spec import TunnelConfigError, TunnelSpec, parse_definition
+from .engine.engine import Engine, RunningTunnel
+from .engine.tunnel_spec import TunnelSpec, parse_definition
 from .models import Capture, Tunnel
+from .peers import MirrorRow, Peers
+from .runtime_errors import (
+    NotAnHttpTunnel,
+    PeerUnavailable,
+    ReplayRefused,
+    TunnelConfigError,
+    TunnelExists,
+    TunnelNotRunning,
+    TunnelStartError,
+)
 from .tls_identity import https_context
+
+__all__ = [
+    "CAPTURES_GROUP",
+    "TUNNELS_GROUP",
+    "AgentRuntime",
+    "NotAnHttpTunnel",
+    "PeerUnavailable",
+    "Replacement",
+    "ReplayRefused",
+    "Replayed",
+    "TunnelConfigError",
+    "TunnelExists",
+    "TunnelInfo",
+    "TunnelNotRunning",
+    "TunnelStartError",
+    "current_runtime",
+]
 
 log = logging.getLogger(__name__)
 
 CAPTURES_GROUP = "captures"
-PEER_TIMEOUT = 5.0
 MAX_NAME_LENGTH = 200  # Tunnel.name's max_length
 TUNNELS_GROUP = "tunnels"
+HTTP_PROTOS = ("http", "https")
 
 _current: AgentRuntime | None = None
 
 
-class PeerUnavailable(Exception):
-    """The tunnel runs in another agent that cannot be asked (no shared channel layer, no answer)."""
-
-
 def current_runtime() -> AgentRuntime | None:
+    """The runtime of this process, or None in a process that runs no tunnels (a web worker, tests)."""
     return _current
 
 
+@dataclass(frozen=True)
+class TunnelInfo:
+    """A tunnel this agent runs, as plain values taken on the loop."""
+
+    name: str
+    public_url: str
+    proto: str
+    addr: str
+    inspect: bool
+    upstream_host: str  # host:port of the local service (the Host a replayed request gets by default)
+    metrics: dict[str, dict[str, Any]]  # as the API shows them: conns and http counts, rates, percentiles
+
+    @property
+    def replays_requests(self) -> bool:
+        return self.proto in HTTP_PROTOS
+
+
+@dataclass(frozen=True)
+class Replayed:
+    id: str  # the new capture's
+    status_code: int | None
+
+
+@dataclass(frozen=True)
+class Replacement:
+    tunnels: list[TunnelInfo]  # the first is the one to report
+    replaced: bool  # False: no tunnel had the name, the definition started anew
+
+
 class AgentRuntime:
-    def __init__(self, *, inspect_db_size: int) -> None:
+    def __init__(self, *, inspect_db_size: int = 0, web_allow_hosts: Sequence[str] = ()) -> None:
+        """`inspect_db_size`: 0 for AGENT_INSPECT_DB_SIZE, -1 for no captures at all.
+        `web_allow_hosts`: Host names the web interface answers to on top of AGENT_WEB_ALLOW_HOSTS
+        (the config file's `web_allow_hosts`); see host_allow_list.web_allow_hosts."""
         self.agent_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.layer = get_channel_layer()
-        self.channel = ""  # this agent's channel on the layer, for requests from other agents
-        self._peers: asyncio.Task[None] | None = None
-        self._beats: asyncio.Task[None] | None = None
+        self.web_allow_hosts = tuple(web_allow_hosts)
+        self._layer = get_channel_layer()
         # Held while tunnels start or stop and while the heartbeat checks their rows, so a beat
         # never writes back the row of a tunnel that is stopping, nor one that is being written.
         self._mirror_lock = asyncio.Lock()
-        self.store: OrmCaptureStore | None = None
+        self._store: OrmCaptureStore | None = None
         sink = None
         if inspect_db_size >= 0:
-            self.store = OrmCaptureStore(inspect_db_size or settings.AGENT_INSPECT_DB_SIZE)
-            sink = CaptureSink(self.store, self._announce_captures, max_pending=settings.AGENT_CAPTURE_QUEUE)
-        self.sink = sink
-        self.engine = Engine(
+            self._store = OrmCaptureStore(inspect_db_size or settings.AGENT_INSPECT_DB_SIZE)
+            sink = CaptureSink(self._store, self._announce_captures, max_pending=settings.AGENT_CAPTURE_QUEUE)
+        self._sink = sink
+        self._engine = Engine(
             sink=sink,
             capture_limit=settings.AGENT_CAPTURE_LIMIT,
             upstream_timeout=settings.AGENT_UPSTREAM_TIMEOUT,
@@ -70,42 +136,57 @@ class AgentRuntime:
             idle_timeout=settings.AGENT_IDLE_TIMEOUT,
             response_head_limit=settings.AGENT_RESPONSE_HEAD_LIMIT,
         )
+        # Definitions mirrored as the caller gave them where they differ from what the engine
+        # runs (an endpoint echoes its upstream.url back as posted), so a written-back row matches.
+        self._shown: dict[str, dict[str, Any]] = {}
+        self.peers = Peers(
+            agent_id=self.agent_id,
+            layer=self._layer,
+            lock=self._mirror_lock,
+            running_rows=self._running_rows,
+            stop_here=self._stop_here,
+        )
 
     async def start(self) -> None:
         global _current
-        await sync_to_async(_forget_stale_tunnels)(self.agent_id)
-        self._beats = asyncio.get_running_loop().create_task(self._heartbeat(), name="tunnel-heartbeat")
-        self.engine.https_context = await sync_to_async(https_context)()
-        if self.sink is not None:
-            self.sink.start()
-        self.engine.start()
-        if self.layer is not None:
-            self.channel = await self.layer.new_channel("agent.")
-            self._peers = asyncio.get_running_loop().create_task(self._serve_peers(), name="peer-requests")
+        await self.peers.start()
+        self._engine.https_context = await sync_to_async(https_context)()
+        if self._sink is not None:
+            self._sink.start()
+        self._engine.start()
         _current = self
 
     async def close(self) -> None:
         """Stop every listener, then write every pending capture."""
         global _current
-        names = [tunnel.name for tunnel in self.engine.tunnels()]
-        for task in (self._peers, self._beats):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._peers = self._beats = None
-        await self.engine.close()
-        await sync_to_async(Tunnel.objects.filter(agent_id=self.agent_id).delete)()
-        if self.sink is not None:
-            await self.sink.close()
+        names = [tunnel.name for tunnel in self._engine.tunnels()]
+        await self.peers.close()
+        await self._engine.close()
+        await sync_to_async(self.peers.remove_own_rows)()
+        if self._sink is not None:
+            await self._sink.close()
         for name in names:
             log.info("stopped tunnel %s", name)
         if _current is self:
             _current = None
 
     # --- tunnels ----------------------------------------------------------------------------
-    async def start_tunnel(self, definition: dict[str, Any], name: str | None = None) -> list[RunningTunnel]:
-        """Check a definition and open its listeners; the first tunnel is the one to report."""
+    async def start_tunnel(
+        self, definition: dict[str, Any], name: str | None = None, *, shown_definition: dict[str, Any] | None = None
+    ) -> list[TunnelInfo]:
+        """Check a definition and open its listeners; the first tunnel is the one to report.
+
+        `shown_definition` is what the mirror row keeps instead of `definition` (an endpoint as
+        posted). Raises TunnelConfigError, TunnelExists (here or in another agent), TunnelStartError.
+        """
+        specs = await self._specs(definition, name)
+        async with self._mirror_lock:
+            started = await self._start_specs(specs, shown_definition)
+        for tunnel in started:
+            await self._announce_tunnel("tunnel.started", tunnel.name)
+        return [self._info(tunnel) for tunnel in started]
+
+    async def _specs(self, definition: dict[str, Any], name: str | None) -> list[TunnelSpec]:
         name = name or definition.get("name") or await self._fresh_name(definition)
         if not isinstance(name, str) or not name.strip():
             raise TunnelConfigError("name must be a non-empty string")
@@ -114,95 +195,102 @@ class AgentRuntime:
             raise TunnelConfigError(
                 f"name must be at most {MAX_NAME_LENGTH} characters, without control characters or a trailing /"
             )
-        specs = parse_definition(definition, name=name, public_host=settings.AGENT_PUBLIC_HOST)
-        async with self._mirror_lock:
-            started = await self._start_specs(specs)
-        for tunnel in started:
-            await self._announce_tunnel("tunnel.started", tunnel.name)
-        return started
+        return parse_definition(definition, name=name, public_host=settings.AGENT_PUBLIC_HOST)
 
-    async def _start_specs(self, specs: list[TunnelSpec]) -> list[RunningTunnel]:
+    async def _start_specs(self, specs: list[TunnelSpec], shown: dict[str, Any] | None) -> list[RunningTunnel]:
         for spec in specs:
             if await sync_to_async(Tunnel.objects.filter(name=spec.name).exists)():
                 raise TunnelExists(f'tunnel "{spec.name}" already exists')
         started: list[RunningTunnel] = []
         try:
             for spec in specs:
-                tunnel = await self.engine.start_tunnel(spec)
+                tunnel = await self._engine.start_tunnel(spec)
                 started.append(tunnel)
-                await sync_to_async(self._mirror)(tunnel)
+                if shown is not None:
+                    self._shown[spec.name] = shown
+                await sync_to_async(self.peers.write_row)(self._row(tunnel))
         except BaseException:
             # Whatever failed (listener, database), leave no listener running without its row.
             for tunnel in started:
-                await self.engine.stop_tunnel(tunnel.name)
-                await sync_to_async(Tunnel.objects.filter(name=tunnel.name, agent_id=self.agent_id).delete)()
+                await self._engine.stop_tunnel(tunnel.name)
+                self._shown.pop(tunnel.name, None)
+                await sync_to_async(self.peers.remove_row)(tunnel.name)
             raise
         return started
 
     async def stop_tunnel(self, name: str) -> None:
+        """Stop a tunnel wherever it runs: here, or in the agent sharing the database that runs it.
+
+        Raises TunnelNotRunning (here and in the agent that was asked), PeerUnavailable (the agent
+        that runs it cannot be asked).
+        """
+        if self._engine.tunnel(name) is None:
+            row = await sync_to_async(Tunnel.objects.filter(name=name).first)()
+            if row is not None and row.agent_id != self.agent_id:
+                await self.peers.ask_to_stop(row)
+                return
+        await self._stop_here(name)
+
+    async def _stop_here(self, name: str) -> None:
         async with self._mirror_lock:
-            await self.engine.stop_tunnel(name)  # KeyError: not running here
-            await sync_to_async(Tunnel.objects.filter(name=name, agent_id=self.agent_id).delete)()
+            try:
+                await self._engine.stop_tunnel(name)
+            except KeyError:
+                raise TunnelNotRunning(name) from None
+            self._shown.pop(name, None)
+            await sync_to_async(self.peers.remove_row)(name)
         await self._announce_tunnel("tunnel.stopped", name)
 
-    async def stop_elsewhere(self, tunnel: Tunnel) -> None:
-        """Ask the agent that runs `tunnel` (sharing this database and channel layer) to stop it."""
-        if self.layer is None or not tunnel.agent_channel:
-            raise PeerUnavailable(f'tunnel "{tunnel.name}" runs in another agent ({tunnel.agent_id}); stop it there')
-        reply_to = await self.layer.new_channel("reply.")
-        await self.layer.send(tunnel.agent_channel, {"type": "tunnel.stop", "name": tunnel.name, "reply_to": reply_to})
-        try:
-            async with asyncio.timeout(PEER_TIMEOUT):
-                reply = await self.layer.receive(reply_to)
-        except TimeoutError:
-            raise PeerUnavailable(
-                f'the agent running tunnel "{tunnel.name}" ({tunnel.agent_id}) did not answer in {PEER_TIMEOUT:g} s'
-            ) from None
-        if not reply.get("ok"):
-            raise KeyError(tunnel.name)
+    async def replace_tunnel(
+        self, name: str, definition: dict[str, Any], *, shown_definition: dict[str, Any] | None = None
+    ) -> Replacement:
+        """Put `definition` in the place of the tunnel `name` (wherever it runs), or start it anew.
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(settings.AGENT_HEARTBEAT_SECONDS)
-            await self.beat()
-
-    async def beat(self) -> None:
-        """Refresh this agent's rows, put back any that went missing, and forget dead agents' rows.
-
-        The engine is the truth: a row of a running tunnel that someone deleted (an agent that
-        thought this one dead, a restore) is written again, so the API never loses a live tunnel.
+        The new definition is checked before the old tunnel stops, and when its listener cannot
+        open, the old tunnel (if it ran here) starts again: a failed replace changes nothing.
+        Raises what start_tunnel and stop_tunnel raise.
         """
-        async with self._mirror_lock:  # no tunnel starts or stops while its row is checked
-            running = list(self.engine.tunnels())
-            try:
-                await sync_to_async(self._beat)(running)
-            except Exception:  # a database hiccup must not stop the agent; the next beat retries
-                log.exception("tunnel heartbeat failed")
+        await self._specs(definition, name)  # TunnelConfigError before anything stops
+        old_row = await sync_to_async(Tunnel.objects.filter(name=name).first)()
+        running = self._engine.tunnel(name)
+        old = (running.spec.definition, self._shown.get(name)) if running is not None else None
+        replaced = old_row is not None or running is not None
+        if replaced:
+            await self.stop_tunnel(name)
+        try:
+            started = await self.start_tunnel(definition, name, shown_definition=shown_definition)
+        except Exception:
+            if old is not None:
+                await self._restore(name, *old)
+            raise
+        return Replacement(tunnels=started, replaced=replaced)
 
-    def _beat(self, running: list[RunningTunnel]) -> None:
-        Tunnel.objects.filter(agent_id=self.agent_id).update(heartbeat=timezone.now())
-        mirrored = set(Tunnel.objects.filter(agent_id=self.agent_id).values_list("name", flat=True))
-        for tunnel in running:
-            if tunnel.name not in mirrored:
-                log.warning("tunnel %s had lost its row; written again", tunnel.name)
-                self._mirror(tunnel)
-        _forget_stale_tunnels(self.agent_id)
+    async def _restore(self, name: str, definition: dict[str, Any], shown: dict[str, Any] | None) -> None:
+        try:
+            await self.start_tunnel(definition, name, shown_definition=shown)
+        except (TunnelConfigError, TunnelExists, TunnelStartError) as error:
+            log.warning("could not restore tunnel %s after a failed replace: %s", name, error)
 
-    async def _serve_peers(self) -> None:
-        assert self.layer is not None
-        while True:
-            message = await self.layer.receive(self.channel)
-            if message.get("type") != "tunnel.stop" or not message.get("reply_to"):
-                continue
-            try:
-                await self.stop_tunnel(str(message.get("name")))
-                reply = {"type": "tunnel.stop.reply", "ok": True}
-            except KeyError:
-                reply = {"type": "tunnel.stop.reply", "ok": False}
-            try:
-                await self.layer.send(message["reply_to"], reply)
-            except Exception:  # the asking agent may be gone; this one goes on serving
-                log.exception("answering a peer failed")
+    async def tunnel(self, name: str) -> TunnelInfo | None:
+        """The tunnel `name` if it runs here, metrics taken now."""
+        running = self._engine.tunnel(name)
+        return self._info(running) if running is not None else None
+
+    async def tunnels(self) -> list[TunnelInfo]:
+        """Every tunnel running here, in the order they started, metrics taken now."""
+        return [self._info(tunnel) for tunnel in self._engine.tunnels()]
+
+    def _info(self, tunnel: RunningTunnel) -> TunnelInfo:
+        spec = tunnel.spec
+        return TunnelInfo(
+            name=spec.name,
+            public_url=tunnel.public_url,
+            proto=spec.proto,
+            addr=spec.addr,
+            inspect=spec.inspect,
+            upstream_host=spec.upstream.netloc,
+            metrics=tunnel.metrics.snapshot(),
+        )
 
     async def _fresh_name(self, definition: dict[str, Any]) -> str:
         # Cut short: a long (even invalid) addr must not make the name itself too long.
@@ -210,45 +298,69 @@ class AgentRuntime:
         addr = re.sub(r"[^A-Za-z0-9.]+", "-", str(definition.get("addr", "")))[:64].strip("-")
         return f"{proto}-{addr}-{uuid.uuid4().hex[:8]}"
 
-    def _mirror(self, tunnel: RunningTunnel) -> None:
-        spec: TunnelSpec = tunnel.spec
-        Tunnel.objects.create(
+    def _row(self, tunnel: RunningTunnel) -> MirrorRow:
+        spec = tunnel.spec
+        return MirrorRow(
             name=spec.name,
             tunnel_id=tunnel.tunnel_id,
             proto=spec.proto,
             public_url=tunnel.public_url,
             addr=spec.addr,
             inspect=spec.inspect,
-            definition=spec.definition,
-            agent_id=self.agent_id,
-            agent_channel=self.channel,
-            heartbeat=timezone.now(),
+            definition=self._shown.get(spec.name, spec.definition),
         )
 
-    # --- captures ---------------------------------------------------------------------------
-    async def replay(self, capture: Capture, tunnel_name: str) -> str:
-        """Replay a stored capture into a running tunnel; returns the new capture's id.
+    def _running_rows(self) -> list[MirrorRow]:
+        return [self._row(tunnel) for tunnel in self._engine.tunnels()]
 
-        Raises ReplayRefused for a capture whose request did not cross whole or was cut at the
-        capture limit, KeyError when the tunnel does not run here.
+    # --- captures ---------------------------------------------------------------------------
+    async def replay(self, source: Capture | bytes, tunnel_name: str | None = None, *, replay_of: str = "") -> Replayed:
+        """Send a request to a running http tunnel's local service and capture the exchange.
+
+        `source` is a stored capture (its request; into its own tunnel unless `tunnel_name` says
+        otherwise; read in a thread, so fields the caller deferred may load) or edited request
+        bytes (`tunnel_name` needed; `replay_of` names the original).
+        Tunnel policies (basic auth, header rules) are not applied: the bytes went through them once.
+        Returns once the new capture is stored.
+
+        Raises TunnelNotRunning (not here), NotAnHttpTunnel, ReplayRefused: a capture whose request
+        did not cross whole or was cut at the capture limit, bytes that are not one whole request.
         """
-        if not capture.request_complete:
-            raise ReplayRefused(
-                f"cannot replay {capture.id}: {capture.incomplete_reason or 'its request is incomplete'}"
-            )
-        if capture.request_truncated:
-            raise ReplayRefused(
-                f"cannot replay {capture.id}: only {len(capture.request_raw)} of {capture.request_size} bytes"
-                " of the request were captured (raise AGENT_CAPTURE_LIMIT)"
-            )
-        record = await self.engine.replay(bytes(capture.request_raw), tunnel_name, replay_of=capture.id)
-        return record.id
+        refused: ReplayRefused | None = None
+        if isinstance(source, Capture):
+            own_tunnel, raw, refused = await sync_to_async(_stored_request)(source)
+            name = tunnel_name or own_tunnel
+            replay_of = source.id
+        else:
+            name, raw = tunnel_name or "", source
+        running = self._engine.tunnel(name)
+        if running is None:
+            raise TunnelNotRunning(name)
+        if running.spec.proto not in HTTP_PROTOS:
+            raise NotAnHttpTunnel(name, running.spec.proto)
+        if refused is not None:
+            raise refused
+        try:
+            record = await self._engine.replay(raw, name, replay_of=replay_of)
+        except KeyError:  # it stopped meanwhile
+            raise TunnelNotRunning(name) from None
+        return Replayed(id=record.id, status_code=record.status_code)
+
+    async def flush_captures(self) -> None:
+        """Store the captures still queued: clients list right after a request and expect it."""
+        if self._sink is not None:
+            await self._sink.flush()
 
     async def clear_captures(self) -> None:
         await sync_to_async(_delete_all_captures)()
-        if self.store is not None:
-            self.store.forget_total()
+        self.forget_stored_total()
         await self._send(CAPTURES_GROUP, {"type": "captures.cleared"})
+
+    def forget_stored_total(self) -> None:
+        """Captures were deleted behind the capture store's back: it re-reads its running total.
+        Safe from any thread (it raises a flag the writer thread reads)."""
+        if self._store is not None:
+            self._store.forget_total()
 
     # --- announcements ----------------------------------------------------------------------
     async def _announce_captures(self, message: dict[str, Any]) -> None:
@@ -258,48 +370,28 @@ class AgentRuntime:
         await self._send(TUNNELS_GROUP, {"type": kind, "name": name})
 
     async def _send(self, group: str, message: dict[str, Any]) -> None:
-        if self.layer is None:
+        if self._layer is None:
             return
         try:
-            await self.layer.group_send(group, message)
+            await self._layer.group_send(group, message)
         except Exception:  # a channel layer outage must not fail tunnel operations
             log.exception("channel layer send failed")
 
 
-def _forget_stale_tunnels(own_agent_id: str) -> None:
-    """Delete the rows of agents that are gone: a dead process on this host (or an earlier
-    process that had this one's pid), or no heartbeat for AGENT_STALE_AFTER_BEATS periods.
-
-    Never this agent's own rows: it refreshes them itself (`AgentRuntime.beat`).
-    """
-    stale_after = dt.timedelta(seconds=settings.AGENT_HEARTBEAT_SECONDS * settings.AGENT_STALE_AFTER_BEATS)
-    others = Tunnel.objects.exclude(agent_id=own_agent_id)
-    others.exclude(agent_id__in=_live_agent_ids(own_agent_id)).delete()
-    others.filter(heartbeat__lt=timezone.now() - stale_after).delete()
-
-
-def _live_agent_ids(own_agent_id: str) -> list[str]:
-    # Only this host's agents can be checked; a row whose process is gone is stale.
-    live = []
-    host = socket.gethostname()
-    for agent_id in Tunnel.objects.exclude(agent_id=own_agent_id).values_list("agent_id", flat=True).distinct():
-        agent_host, _, rest = agent_id.partition(":")
-        pid = rest.partition(":")[0]
-        if agent_host != host or (pid.isdigit() and _pid_alive(int(pid))):
-            live.append(agent_id)
-    return live
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # another agent id with this process's pid: an earlier process's rows
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _stored_request(capture: Capture) -> tuple[str, bytes, ReplayRefused | None]:
+    """A capture's tunnel and request, and why sending it would leave the service waiting, if so."""
+    raw = bytes(capture.request_raw)
+    refused = None
+    if not capture.request_complete:
+        refused = ReplayRefused(
+            f"cannot replay {capture.id}: {capture.incomplete_reason or 'its request is incomplete'}"
+        )
+    elif len(raw) < capture.request_size:
+        refused = ReplayRefused(
+            f"cannot replay {capture.id}: only {len(raw)} of {capture.request_size} bytes"
+            " of the request were captured (raise AGENT_CAPTURE_LIMIT)"
+        )
+    return capture.tunnel_name, raw, refused
 
 
 def _delete_all_captures() -> None:

@@ -1,4 +1,9 @@
-"""Wire shapes of the agent API: tunnels, endpoints and captured requests, keys in ngrok's order."""
+"""Wire shapes of the agent API: tunnels, endpoints and captured requests, keys in ngrok's order.
+
+Tunnel metrics come in the serializer's context (`{"metrics": {name: snapshot}}`), taken by the view
+from the runtime on the event loop; a tunnel without one (another agent runs it, no engine in this
+process) shows zeros.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ from rest_framework import serializers
 from .captures.header_text import api_fields
 from .engine.http1 import parse_stored_head, reason_phrase
 from .models import Capture, Tunnel
-from .runtime import current_runtime
 
 ZERO_METRICS: dict[str, dict[str, Any]] = {
     "conns": {"count": 0, "gauge": 0, "rate1": 0, "rate5": 0, "rate15": 0, "p50": 0, "p90": 0, "p95": 0, "p99": 0},
@@ -29,10 +33,9 @@ def path_escape(name: str) -> str:
     return quote(name, safe="$&+:=@")
 
 
-def tunnel_metrics(name: str) -> dict[str, dict[str, Any]]:
-    runtime = current_runtime()
-    running = runtime.engine.tunnel(name) if runtime is not None else None
-    return running.metrics.snapshot() if running is not None else ZERO_METRICS
+def tunnel_metrics(context: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    metrics: dict[str, dict[str, dict[str, Any]]] = context.get("metrics") or {}
+    return metrics.get(name, ZERO_METRICS)
 
 
 class TunnelSerializer(serializers.BaseSerializer):
@@ -44,7 +47,7 @@ class TunnelSerializer(serializers.BaseSerializer):
             "public_url": tunnel.public_url,
             "proto": tunnel.proto,
             "config": {"addr": tunnel.addr, "inspect": tunnel.inspect},
-            "metrics": tunnel_metrics(tunnel.name),
+            "metrics": tunnel_metrics(self.context, tunnel.name),
         }
 
 
@@ -64,7 +67,7 @@ class EndpointSerializer(serializers.BaseSerializer):
             "pooling_enabled": bool(definition.get("pooling_enabled", False)),
         }
         if self.context.get("detail"):
-            body["metrics"] = tunnel_metrics(tunnel.name)
+            body["metrics"] = tunnel_metrics(self.context, tunnel.name)
         return body
 
 

@@ -1,7 +1,8 @@
 """The ngrok agent API as DRF viewsets over the Tunnel and Capture models.
 
-Views run in Django's worker thread; they reach the engine (on the event loop) through
-`async_to_sync` and never touch sockets themselves.
+Views run in Django's worker thread; they act through the runtime facade (agentapi/runtime.py, on
+the event loop) with `async_to_sync`, and turn its named errors into ngrok's error shape in one place
+(`_runtime_errors`). They never touch the engine or sockets themselves.
 
 Every view refuses a body that is not JSON before it does anything, whether or not it reads the
 body (the real agent's defence against cross-site form posts): see `JSONBodiesOnly`. OPTIONS on
@@ -12,7 +13,9 @@ not call the API). The OpenAPI description of every operation is in api_schema.p
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -27,8 +30,6 @@ from rest_framework.views import APIView
 
 from . import api_schema as doc
 from .definitions import decoded_like_go, endpoint_definition, tunnel_definition
-from .engine.engine import ReplayRefused, TunnelExists, TunnelStartError
-from .engine.tunnel_spec import TunnelConfigError, parse_definition
 from .errors import (
     AgentUnavailable,
     BadRequest,
@@ -42,7 +43,16 @@ from .errors import (
 )
 from .go_json import GoJSONRenderer
 from .models import Capture, Tunnel
-from .runtime import AgentRuntime, PeerUnavailable, current_runtime
+from .runtime import (
+    AgentRuntime,
+    PeerUnavailable,
+    ReplayRefused,
+    TunnelConfigError,
+    TunnelExists,
+    TunnelNotRunning,
+    TunnelStartError,
+    current_runtime,
+)
 from .serializers import CaptureSerializer, EndpointSerializer, TunnelSerializer
 
 DEFAULT_REQUEST_LIMIT = 100
@@ -85,34 +95,43 @@ def _runtime() -> AgentRuntime:
     return runtime
 
 
-def _start(definition: dict[str, Any], *, name: str | None = None) -> Tunnel:
-    runtime = _runtime()
+@contextlib.contextmanager
+def _runtime_errors() -> Iterator[None]:
+    """The runtime's named errors as the API answers them (ngrok's error shape, errors.py)."""
     try:
-        started = async_to_sync(runtime.start_tunnel)(definition, name)
-    except TunnelConfigError as error:
-        raise InvalidTunnelConfig(str(error)) from None
-    except TunnelExists as error:
+        yield
+    except (TunnelConfigError, TunnelExists) as error:
         raise InvalidTunnelConfig(str(error)) from None
     except TunnelStartError as error:
         raise TunnelStartFailed(str(error)) from None
+    except TunnelNotRunning as error:
+        raise TunnelNotFound(error.name) from None
+    except PeerUnavailable as error:
+        raise TunnelOwnedElsewhere(str(error)) from None
+    except ReplayRefused as error:  # cut at the capture limit, never crossed whole, not an http tunnel
+        raise BadRequest(str(error)) from None
+
+
+def _metrics() -> dict[str, dict[str, Any]]:
+    """The metrics of every tunnel this process runs, taken on the event loop, for the serializers."""
+    runtime = current_runtime()
+    if runtime is None:
+        return {}
+    return {tunnel.name: tunnel.metrics for tunnel in async_to_sync(runtime.tunnels)()}
+
+
+def _start(definition: dict[str, Any], *, shown: dict[str, Any] | None = None) -> Tunnel:
+    runtime = _runtime()
+    with _runtime_errors():
+        started = async_to_sync(runtime.start_tunnel)(definition, shown_definition=shown)
     return Tunnel.objects.get(name=started[0].name)
 
 
 def _stop(name: str) -> None:
-    tunnel = Tunnel.objects.filter(name=name).first()
-    if tunnel is None:
-        raise TunnelNotFound(name)
+    # Several agents may share the database: the runtime routes the stop to the one that runs it.
     runtime = _runtime()
-    try:
-        if tunnel.agent_id == runtime.agent_id:
-            async_to_sync(runtime.stop_tunnel)(name)
-        else:
-            # Several agents share the database; the one holding the listener closes it.
-            async_to_sync(runtime.stop_elsewhere)(tunnel)
-    except KeyError:
-        raise TunnelNotFound(name) from None
-    except PeerUnavailable as error:
-        raise TunnelOwnedElsewhere(str(error)) from None
+    with _runtime_errors():
+        async_to_sync(runtime.stop_tunnel)(name)
 
 
 def _tunnel(name: str) -> Tunnel:
@@ -120,6 +139,16 @@ def _tunnel(name: str) -> Tunnel:
     if tunnel is None:
         raise TunnelNotFound(name)
     return tunnel
+
+
+def _as_posted(definition: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """What an endpoint's row keeps: its upstream.url is echoed back as sent."""
+    return {**definition, "upstream": body["upstream"], "endpoint": True}
+
+
+def _detail() -> dict[str, Any]:
+    """The endpoint serializer's context for one endpoint: with its metrics."""
+    return {"detail": True, "metrics": _metrics()}
 
 
 class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
@@ -132,7 +161,7 @@ class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         operation_id="tunnels_list", summary="List tunnels", responses=doc.responses({200: doc.ok("TunnelList")})
     )
     def list(self, request: Request) -> Response:
-        tunnels = TunnelSerializer(self.get_queryset(), many=True).data
+        tunnels = TunnelSerializer(self.get_queryset(), many=True, context={"metrics": _metrics()}).data
         return Response({"tunnels": tunnels, "uri": "/api/tunnels"})
 
     @extend_schema(
@@ -151,7 +180,7 @@ class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         except TunnelConfigError as error:
             raise InvalidTunnelConfig(str(error)) from None
         tunnel = _start(definition)
-        return Response(TunnelSerializer(tunnel).data, status=status.HTTP_201_CREATED)
+        return Response(TunnelSerializer(tunnel, context={"metrics": _metrics()}).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="tunnels_retrieve",
@@ -160,7 +189,7 @@ class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         responses=doc.responses({200: doc.ok("Tunnel")}, e404="No such tunnel."),
     )
     def retrieve(self, request: Request, name: str) -> Response:
-        return Response(TunnelSerializer(_tunnel(name)).data)
+        return Response(TunnelSerializer(_tunnel(name), context={"metrics": _metrics()}).data)
 
     @extend_schema(
         operation_id="tunnels_destroy",
@@ -200,8 +229,10 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         ),
     )
     def create(self, request: Request) -> Response:
-        tunnel = self._start(decoded_like_go(request.data))
-        return Response(EndpointSerializer(tunnel, context={"detail": True}).data, status=status.HTTP_201_CREATED)
+        body = decoded_like_go(request.data)
+        definition = self._definition(body, None)
+        tunnel = _start(definition, shown=_as_posted(definition, body))
+        return Response(EndpointSerializer(tunnel, context=_detail()).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="endpoints_retrieve",
@@ -210,7 +241,7 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         responses=doc.responses({200: doc.ok("Endpoint")}, e404="No such endpoint."),
     )
     def retrieve(self, request: Request, name: str) -> Response:
-        return Response(EndpointSerializer(_tunnel(name), context={"detail": True}).data)
+        return Response(EndpointSerializer(_tunnel(name), context=_detail()).data)
 
     @extend_schema(
         operation_id="endpoints_update",
@@ -226,25 +257,17 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     )
     def update(self, request: Request, name: str) -> Response:
         body = decoded_like_go(request.data)
-        # Check the whole new definition before stopping the old endpoint, so a bad PUT changes nothing.
         definition = self._definition(body, name)
-        try:
-            parse_definition(definition, name=name, public_host=settings.AGENT_PUBLIC_HOST)
-        except TunnelConfigError as error:
-            raise InvalidTunnelConfig(str(error)) from None
-        old = Tunnel.objects.filter(name=name).first()
-        running = _runtime().engine.tunnel(name) if old is not None else None
-        if old is not None:
-            _stop(name)
-        try:
-            tunnel = self._start(body, name=name)
-        except Exception:
-            # The new one could not start (port in use, a bad value): put the old endpoint back.
-            if old is not None and running is not None:
-                self._restore(old, running.spec.definition)
-            raise
-        code = status.HTTP_201_CREATED if old is None else status.HTTP_200_OK
-        return Response(EndpointSerializer(tunnel, context={"detail": True}).data, status=code)
+        runtime = _runtime()
+        # The runtime checks the whole new definition before it stops the old endpoint, and puts
+        # the old one back if the new listener cannot open: a failed PUT changes nothing.
+        with _runtime_errors():
+            replacement = async_to_sync(runtime.replace_tunnel)(
+                name, definition, shown_definition=_as_posted(definition, body)
+            )
+        tunnel = Tunnel.objects.get(name=replacement.tunnels[0].name)
+        code = status.HTTP_200_OK if replacement.replaced else status.HTTP_201_CREATED
+        return Response(EndpointSerializer(tunnel, context=_detail()).data, status=code)
 
     @extend_schema(
         operation_id="endpoints_destroy",
@@ -266,26 +289,6 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
             return endpoint_definition(body, name=name)
         except TunnelConfigError as error:
             raise InvalidTunnelConfig(str(error)) from None
-
-    def _start(self, body: Any, name: str | None = None) -> Tunnel:
-        definition = self._definition(body, name)
-        tunnel = _start(definition)
-        # Keep the endpoint as posted: its upstream.url is echoed back as sent.
-        tunnel.definition = {**definition, "upstream": body["upstream"], "endpoint": True}
-        try:
-            Tunnel.objects.filter(pk=tunnel.pk).update(definition=tunnel.definition)
-        except Exception:
-            _stop(tunnel.name)  # no listener left running without its row
-            raise
-        return tunnel
-
-    def _restore(self, old: Tunnel, definition: dict[str, Any]) -> None:
-        try:
-            restored = _start(definition, name=old.name)
-        except (InvalidTunnelConfig, TunnelStartFailed) as error:
-            log.warning("could not restore endpoint %s after a failed PUT: %s", old.name, error.err)
-            return
-        Tunnel.objects.filter(pk=restored.pk).update(definition=old.definition)
 
 
 class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
@@ -346,15 +349,8 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         if not isinstance(tunnel_name, str):
             raise BadRequest("tunnel_name must be a string")
         runtime = _runtime()
-        target = runtime.engine.tunnel(tunnel_name)
-        if target is None:
-            raise TunnelNotFound(tunnel_name)
-        if target.http is None:
-            raise BadRequest(f'tunnel "{tunnel_name}" is {target.spec.proto}: only http tunnels replay requests')
-        try:
+        with _runtime_errors():
             async_to_sync(runtime.replay)(capture, tunnel_name)
-        except ReplayRefused as error:  # cut at the capture limit, or never crossed whole
-            raise BadRequest(str(error)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -374,8 +370,8 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
 def _flush_captures() -> None:
     """Store the captures still waiting in the sink: clients list right after a request and expect it."""
     runtime = current_runtime()
-    if runtime is not None and runtime.sink is not None:
-        async_to_sync(runtime.sink.flush)()
+    if runtime is not None:
+        async_to_sync(runtime.flush_captures)()
 
 
 def _limit(raw: str | None) -> int:

@@ -24,9 +24,9 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from agentapi.runtime import CAPTURES_GROUP, TUNNELS_GROUP, current_runtime
+from agentapi.runtime import CAPTURES_GROUP, TUNNELS_GROUP
 
-from .tunnel_status import running_tunnels, tunnel_info
+from .tunnel_status import running_tunnel, running_tunnels
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,11 @@ class InspectorConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "captures.cleared"})
 
     async def tunnel_started(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "tunnel.started", "name": event.get("name"), "tunnel": self._tunnel(event)})
+        tunnel = await running_tunnel(str(event.get("name")))
+        await self.send_json({"type": "tunnel.started", "name": event.get("name"), "tunnel": tunnel})
 
     async def tunnel_stopped(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "tunnel.stopped", "name": event.get("name"), "tunnel": None})
-
-    def _tunnel(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        runtime = current_runtime()
-        running = runtime.engine.tunnel(str(event.get("name"))) if runtime is not None else None
-        return tunnel_info(running) if running is not None else None
 
     # --- metrics ------------------------------------------------------------------------------
     async def _push_metrics(self) -> None:

@@ -1,8 +1,8 @@
 """What the status page and the inspector show of each tunnel: its config and live metrics.
 
-Read from the in-process engine (the source of truth for what runs), on the event loop so a metrics
-snapshot never races the proxy. A web process without an engine falls back to the Tunnel rows,
-without metrics.
+Read from the runtime facade (its engine is the source of truth for what runs), which takes every
+snapshot on the event loop so it never races the proxy. A web process without a runtime falls back
+to the Tunnel rows, without metrics.
 """
 
 from __future__ import annotations
@@ -11,20 +11,27 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from agentapi.engine.engine import RunningTunnel
 from agentapi.models import Tunnel
-from agentapi.runtime import current_runtime
+from agentapi.runtime import TunnelInfo, current_runtime
 
 
-def tunnel_info(tunnel: RunningTunnel) -> dict[str, Any]:
+def tunnel_info(tunnel: TunnelInfo) -> dict[str, Any]:
+    """The shape the pages and the WebSocket show a tunnel in."""
     return {
         "name": tunnel.name,
         "public_url": tunnel.public_url,
-        "proto": tunnel.spec.proto,
-        "addr": tunnel.spec.addr,
-        "inspect": tunnel.spec.inspect,
-        "metrics": tunnel.metrics.snapshot(),
+        "proto": tunnel.proto,
+        "addr": tunnel.addr,
+        "inspect": tunnel.inspect,
+        "metrics": tunnel.metrics,
     }
+
+
+async def running_tunnel(name: str) -> dict[str, Any] | None:
+    """One running tunnel with its metrics; None when it does not run in this process."""
+    runtime = current_runtime()
+    tunnel = await runtime.tunnel(name) if runtime is not None else None
+    return tunnel_info(tunnel) if tunnel is not None else None
 
 
 async def running_tunnels() -> list[dict[str, Any]] | None:
@@ -32,7 +39,7 @@ async def running_tunnels() -> list[dict[str, Any]] | None:
     runtime = current_runtime()
     if runtime is None:
         return None
-    return [tunnel_info(tunnel) for tunnel in runtime.engine.tunnels()]
+    return [tunnel_info(tunnel) for tunnel in await runtime.tunnels()]
 
 
 def tunnels_for_page() -> list[dict[str, Any]]:

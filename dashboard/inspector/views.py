@@ -20,9 +20,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from agentapi.captures.content_views import Body, sniff_image
 from agentapi.captures.message_body import parse_message
-from agentapi.engine.engine import ReplayRefused
 from agentapi.models import Capture
-from agentapi.runtime import current_runtime
+from agentapi.runtime import NotAnHttpTunnel, ReplayRefused, TunnelNotRunning, current_runtime
 
 from .capture_detail import capture_detail
 from .capture_filters import parse_filters
@@ -211,15 +210,15 @@ def replay(request: HttpRequest) -> JsonResponse:
     if not tunnel_name and replay_of:
         original = Capture.objects.filter(id=replay_of).only("tunnel_name").first()
         tunnel_name = original.tunnel_name if original is not None else ""
-    tunnel = runtime.engine.tunnel(tunnel_name)
-    if tunnel is None or tunnel.http is None:
+    tunnel = async_to_sync(runtime.tunnel)(tunnel_name)
+    if tunnel is None or not tunnel.replays_requests:
         return _error(404, f"no HTTP tunnel named {tunnel_name!r} is running")
-    upstream = tunnel.spec.upstream
-    raw = build_request(edit, default_host=upstream.netloc)
+    # The Host the service expects unless the edit says otherwise.
+    raw = build_request(edit, default_host=tunnel.upstream_host)
     try:
-        record = async_to_sync(runtime.engine.replay)(raw, tunnel_name, replay_of=replay_of)
-    except KeyError:
+        replayed = async_to_sync(runtime.replay)(raw, tunnel_name, replay_of=replay_of)
+    except (TunnelNotRunning, NotAnHttpTunnel):  # it stopped (or changed) since it was looked up
         return _error(404, f"the tunnel {tunnel_name!r} stopped")
     except ReplayRefused as error:  # e.g. a Content-Length the edited body does not match
         return _error(400, str(error))
-    return JsonResponse({"id": record.id, "status_code": record.status_code}, status=201)
+    return JsonResponse({"id": replayed.id, "status_code": replayed.status_code}, status=201)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 import agentapi.runtime
+from agentapi.runtime import TunnelInfo
 from dashboard.asgi import application
 from dashboard.inspector.consumers import InspectorConsumer
 
@@ -99,24 +99,35 @@ async def test_it_answers_ping(socket) -> None:
     assert await socket.receive_json_from() == {"type": "pong"}
 
 
-class FakeMetrics:
+class FakeRuntime:
+    """The runtime facade's read side: one tunnel whose counts grow with every snapshot."""
+
+    web_allow_hosts = ()
+
     def __init__(self) -> None:
         self.count = 0
 
-    def snapshot(self) -> dict[str, Any]:
+    async def tunnel(self, name: str) -> TunnelInfo | None:
+        return self._info() if name == "web" else None
+
+    async def tunnels(self) -> list[TunnelInfo]:
+        return [self._info()]
+
+    def _info(self) -> TunnelInfo:
         self.count += 1
-        return {"conns": {"count": self.count, "gauge": 1}, "http": {"count": self.count}}
+        return TunnelInfo(
+            name="web",
+            public_url="http://127.0.0.1:5555",
+            proto="http",
+            addr="http://localhost:8080",
+            inspect=True,
+            upstream_host="localhost:8080",
+            metrics={"conns": {"count": self.count, "gauge": 1}, "http": {"count": self.count}},
+        )
 
 
-def fake_runtime() -> SimpleNamespace:
-    tunnel = SimpleNamespace(
-        name="web",
-        public_url="http://127.0.0.1:5555",
-        spec=SimpleNamespace(proto="http", addr="http://localhost:8080", inspect=True),
-        metrics=FakeMetrics(),
-    )
-    engine = SimpleNamespace(tunnels=lambda: [tunnel], tunnel=lambda name: tunnel if name == "web" else None)
-    return SimpleNamespace(engine=engine)
+def fake_runtime() -> FakeRuntime:
+    return FakeRuntime()
 
 
 async def test_it_pushes_metrics_of_the_running_tunnels_every_interval(monkeypatch) -> None:

@@ -42,8 +42,8 @@ async def _rows() -> list[str]:
     return await sync_to_async(_names)()
 
 
-def _running(runtime: AgentRuntime) -> list[str]:
-    return sorted(tunnel.name for tunnel in runtime.engine.tunnels())
+async def _running(runtime: AgentRuntime) -> list[str]:
+    return sorted(tunnel.name for tunnel in await runtime.tunnels())
 
 
 async def test_its_own_tunnels_outlive_many_heartbeats(runtime: AgentRuntime) -> None:
@@ -51,7 +51,7 @@ async def test_its_own_tunnels_outlive_many_heartbeats(runtime: AgentRuntime) ->
     await runtime.start_tunnel({"proto": "tcp", "addr": "2"}, "db")
     for _ in range(10):
         await asyncio.sleep(BEAT * 3)
-        assert await _rows() == _running(runtime) == ["db", "web"]
+        assert await _rows() == await _running(runtime) == ["db", "web"]
 
 
 async def test_a_stopped_tunnel_stays_gone_and_can_start_again(runtime: AgentRuntime) -> None:
@@ -62,7 +62,7 @@ async def test_a_stopped_tunnel_stays_gone_and_can_start_again(runtime: AgentRun
     assert await _rows() == []
     await runtime.start_tunnel({"proto": "http", "addr": "1"}, "web")
     await asyncio.sleep(BEAT * 5)
-    assert await _rows() == _running(runtime) == ["web"]
+    assert await _rows() == await _running(runtime) == ["web"]
 
 
 async def test_starting_and_stopping_while_beating_never_leaves_a_ghost_or_a_gap(runtime: AgentRuntime) -> None:
@@ -71,7 +71,7 @@ async def test_starting_and_stopping_while_beating_never_leaves_a_ghost_or_a_gap
         await asyncio.sleep(BEAT / 3)
         await runtime.stop_tunnel(f"t{i % 3}")
     await asyncio.sleep(BEAT * 3)
-    assert await _rows() == _running(runtime) == []
+    assert await _rows() == await _running(runtime) == []
 
 
 async def test_a_row_deleted_behind_its_back_is_written_again(runtime: AgentRuntime) -> None:

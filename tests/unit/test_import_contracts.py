@@ -29,6 +29,10 @@ VIOLATIONS = [
     ("project-over-inspector-over-agentapi", "dashboard/websocket_origin.py", "from dashboard.inspector import views"),
     ("captures-serve-nothing", "agentapi/captures/summary.py", "from agentapi.runtime import current_runtime"),
     ("captures-serve-nothing", "agentapi/captures/content_views.py", "from rest_framework import serializers"),
+    ("captures-serve-nothing", "agentapi/captures/summary.py", "from agentapi.peers import Peers"),
+    ("runtime-fronts-the-engine", "agentapi/views.py", "from agentapi.engine.engine import RunningTunnel"),
+    ("runtime-fronts-the-engine", "dashboard/inspector/views.py", "from agentapi.engine.engine import ReplayRefused"),
+    ("runtime-fronts-the-engine", "agentapi/admin.py", "from agentapi.engine import engine"),
 ]
 
 pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed")

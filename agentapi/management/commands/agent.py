@@ -34,9 +34,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from agentapi.config_file import AgentConfig, ConfigFileError, load_config
 from agentapi.definitions import endpoint_definition
-from agentapi.engine.engine import RunningTunnel, TunnelExists, TunnelStartError
-from agentapi.engine.tunnel_spec import TunnelConfigError
 from agentapi.logfmt import AgentLog, AgentLogHandler
+from agentapi.runtime import TunnelConfigError, TunnelExists, TunnelInfo, TunnelStartError
 
 DEFAULT_WEB_ADDR = "127.0.0.1:4040"
 # Like ngrok: when the default inspector port is taken, try the next ones.
@@ -329,11 +328,11 @@ async def _serve(
                     "started tunnel",
                     obj="tunnels",
                     name=tunnel.name,
-                    addr=tunnel.spec.addr,
+                    addr=tunnel.addr,
                     url=tunnel.public_url,
                 )
                 if log.stream is None:
-                    print(f"Forwarding                    {tunnel.public_url} -> {tunnel.spec.addr}", flush=True)
+                    print(f"Forwarding                    {tunnel.public_url} -> {tunnel.addr}", flush=True)
     except AgentError:
         await runtime.close()
         await server.shutdown()
@@ -344,7 +343,7 @@ async def _serve(
     # the default thresholds meant a full collection every ~1.5 s, pausing the loop up to 66 ms.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    log.line("info", "agent ready", obj="app", tunnels=len(runtime.engine.tunnels()))
+    log.line("info", "agent ready", obj="app", tunnels=len(await runtime.tunnels()))
     main_loop = loop.create_task(server.main_loop())
     stop_wait = loop.create_task(stop.wait())
     await asyncio.wait([main_loop, stop_wait], return_when=asyncio.FIRST_COMPLETED)
@@ -358,10 +357,10 @@ async def _serve(
     log.line("info", "agent stopped", obj="app")
 
 
-async def _start(runtime: Any, definition: dict[str, Any]) -> list[RunningTunnel]:
+async def _start(runtime: Any, definition: dict[str, Any]) -> list[TunnelInfo]:
     name = definition.get("name")
     try:
-        started: list[RunningTunnel] = await runtime.start_tunnel(definition, name)
+        started: list[TunnelInfo] = await runtime.start_tunnel(definition, name)
         return started
     except (TunnelConfigError, TunnelExists, TunnelStartError) as error:
         raise AgentError(f"tunnel {name!r}: {error}") from None
