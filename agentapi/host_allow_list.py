@@ -2,6 +2,8 @@
 
 Allowed: localhost, 127.0.0.1, [::1] (any port), and each `web_allow_hosts` entry: an exact IP, a
 CIDR, a hostname, or `.suffix` for a domain and its subdomains. Others get 403 with the error shape.
+The entries are AGENT_WEB_ALLOW_HOSTS (settings, from the environment) and those of the running
+agent's config file (given to its runtime at start-up, never written into settings).
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ from django.http import HttpRequest, HttpResponse
 
 from . import go_json
 from .errors import error_body
+from .runtime import current_runtime
 
 _ALWAYS = ("localhost", "127.0.0.1", "::1")
+
+
+def web_allow_hosts() -> list[str]:
+    """Every `web_allow_hosts` entry in force: the settings' and the running agent's config file's."""
+    runtime = current_runtime()
+    extra = runtime.web_allow_hosts if runtime is not None else ()
+    return [*settings.AGENT_WEB_ALLOW_HOSTS, *extra]
 
 
 def split_host(host: str) -> str:
@@ -62,7 +72,7 @@ class HostAllowListMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         host = request.META.get("HTTP_HOST", "")
-        if not host_allowed(host, settings.AGENT_WEB_ALLOW_HOSTS):
+        if not host_allowed(host, web_allow_hosts()):
             err = f"Host {host!r} is not allowed; add it to web_allow_hosts"
             body = go_json.encode_document(error_body(403, 100, "host not allowed", err))
             return HttpResponse(body, status=403, content_type="application/json")

@@ -14,9 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
-from django.conf import settings
 
-from agentapi.host_allow_list import host_allowed
+from agentapi.host_allow_list import host_allowed, web_allow_hosts
 
 
 def origin_allowed(host: str, origin: str | None, allow: list[str]) -> bool:
@@ -47,7 +46,8 @@ class WebSocketOriginValidator:
                     host = value.decode("latin-1")
                 elif name == b"origin":
                     origin = value.decode("latin-1")
-            # Read on every handshake: the agent adds config-file entries after start-up.
-            if not origin_allowed(host or "", origin, list(settings.AGENT_WEB_ALLOW_HOSTS)):
+            # Read on every handshake: settings may be overridden, and the config file's entries
+            # come with the running agent.
+            if not origin_allowed(host or "", origin, web_allow_hosts()):
                 return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)

@@ -8,8 +8,9 @@
     agent authtoken TOKEN | config add-authtoken TOKEN | config add-api-key KEY   accepted, not needed
     agent config check             validate the --config files
 
-One asyncio loop runs uvicorn (API, inspector, admin) and every tunnel. With `--log stdout` the
-agent writes ngrok's logfmt lines, which is what pyngrok and npm `ngrok` wait for; without it,
+This module is the command line only: argparse and the config files become `ServeOptions`, and
+agentapi/serve.py runs the process (one asyncio loop: uvicorn and every tunnel). With `--log stdout`
+the agent writes ngrok's logfmt lines, which is what pyngrok and npm `ngrok` wait for; without it,
 a short human banner. A start-up failure is logged (`lvl=eror ... err=`) and also written to
 stderr, exit status 1.
 """
@@ -17,29 +18,21 @@ stderr, exit status 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import logging
 import os
-import signal
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from agentapi import serve
 from agentapi.config_file import AgentConfig, ConfigFileError, load_config
 from agentapi.definitions import endpoint_definition
 from agentapi.logfmt import AgentLog, AgentLogHandler
-from agentapi.runtime import TunnelConfigError, TunnelExists, TunnelInfo, TunnelStartError
-
-DEFAULT_WEB_ADDR = "127.0.0.1:4040"
-# Like ngrok: when the default inspector port is taken, try the next ones.
-WEB_PORT_FALLBACKS = 10
+from agentapi.runtime import TunnelConfigError
 
 
 class AgentError(Exception):
@@ -51,7 +44,9 @@ def _common_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
     parser.add_argument(
         "--config", action="append", default=argparse.SUPPRESS if sub else [], help="config file (repeatable)"
     )
-    parser.add_argument("--web-addr", default=default, help=f"API and inspector address (default {DEFAULT_WEB_ADDR})")
+    parser.add_argument(
+        "--web-addr", default=default, help=f"API and inspector address (default {serve.DEFAULT_WEB_ADDR})"
+    )
     parser.add_argument("--log", default=default, help="where to log: stdout, stderr or false")
     parser.add_argument("--log-format", default=default, choices=["logfmt", "json", "term"])
     parser.add_argument("--log-level", default=default, choices=["debug", "info", "warn", "error", "crit"])
@@ -130,15 +125,15 @@ class Command(BaseCommand):
             ignored = sorted(set(config.ignored) | {k for k in ("authtoken", "region", "api_key") if options.get(k)})
             log.line("info", "ignoring cloud-only settings", obj="config", keys=",".join(ignored))
         _route_logging(log, options.get("log_level") or config.log_level or "info")
+        serve_options = serve.ServeOptions(
+            web_addr=options.get("web_addr") or config.web_addr,
+            web_allow_hosts=tuple(config.web_allow_hosts),
+            inspect_db_size=config.inspect_db_size if config.inspect_db_size is not None else 0,
+            definitions=tuple(tunnels),
+        )
         try:
-            import uvloop
-
-            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        except ImportError:  # uvloop is optional (not on Windows); asyncio's loop works too
-            pass
-        try:
-            asyncio.run(_serve(options, config, tunnels, log), debug=False)
-        except AgentError as error:
+            serve.run(serve_options, log)
+        except serve.StartupError as error:
             _fail(log, str(error))
 
     def _config_command(self, action: str, options: dict[str, Any]) -> None:
@@ -237,130 +232,3 @@ def _fail(log: AgentLog, err: str) -> None:
         # pyngrok handles one line per check of the process, and stops reading once it has exited.
         time.sleep(0.5)
     raise SystemExit(1)
-
-
-def _bind_web(web_addr: str | None) -> socket.socket:
-    explicit = web_addr is not None
-    host, _, port_text = (web_addr or DEFAULT_WEB_ADDR).rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    if not port_text.isdigit():
-        raise AgentError(f"invalid web_addr {web_addr!r}: host:port expected")
-    port = int(port_text)
-    attempts = 1 if explicit else WEB_PORT_FALLBACKS
-    last_error: OSError | None = None
-    for offset in range(attempts):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port + offset))
-        except OSError as error:
-            sock.close()
-            last_error = error
-            continue
-        sock.listen(1024)
-        sock.setblocking(False)
-        return sock
-    # Go's wording (`listen tcp 127.0.0.1:4040: bind: address already in use`), which npm `ngrok`
-    # matches to tell a busy port from other failures.
-    reason = (last_error.strerror or str(last_error)) if last_error else "unknown error"
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    raise AgentError(f"failed to start the web service: listen tcp {shown}: bind: {reason.lower()}")
-
-
-async def _serve(
-    options: dict[str, Any], config: AgentConfig, definitions: list[dict[str, Any]], log: AgentLog
-) -> None:
-    import uvicorn
-    from django.utils.module_loading import import_string
-
-    from agentapi.bounded_http import BoundedHttpToolsProtocol
-    from agentapi.runtime import AgentRuntime
-
-    await asyncio.to_thread(call_command, "migrate", verbosity=0, interactive=False)
-    settings.AGENT_WEB_ALLOW_HOSTS = [*settings.AGENT_WEB_ALLOW_HOSTS, *config.web_allow_hosts]
-    sock = _bind_web(options.get("web_addr") or config.web_addr)
-    web_host, web_port = sock.getsockname()[:2]
-    web_addr = f"[{web_host}]:{web_port}" if ":" in web_host else f"{web_host}:{web_port}"
-
-    # The project's ASGI application, named by settings (ASGI_APPLICATION): the agent app imports
-    # nothing of the project package.
-    uv_config = uvicorn.Config(
-        import_string(settings.ASGI_APPLICATION),
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        ws="websockets",
-        http=BoundedHttpToolsProtocol,
-    )
-    server = uvicorn.Server(uv_config)
-    uv_config.load()
-    server.lifespan = uv_config.lifespan_class(uv_config)
-    await server.startup(sockets=[sock])
-
-    inspect_db_size = config.inspect_db_size if config.inspect_db_size is not None else 0
-    runtime = AgentRuntime(inspect_db_size=inspect_db_size)
-    await runtime.start()
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    log.line(
-        "info", "starting web service", obj="web", addr=web_addr, allow_hosts=",".join(settings.AGENT_WEB_ALLOW_HOSTS)
-    )
-    log.line("info", "client session established", obj="csess", id=runtime.agent_id)
-    log.line("info", "tunnel session started", obj="tunnels.session")
-    if log.stream is None:
-        print(f"Web Interface                 http://{web_addr}", flush=True)
-        print(
-            f"Admin                         http://{web_addr}/admin/ (login: python manage.py createsuperuser)",
-            flush=True,
-        )
-
-    try:
-        for definition in definitions:
-            started = await _start(runtime, definition)
-            for tunnel in started:
-                log.line(
-                    "info",
-                    "started tunnel",
-                    obj="tunnels",
-                    name=tunnel.name,
-                    addr=tunnel.addr,
-                    url=tunnel.public_url,
-                )
-                if log.stream is None:
-                    print(f"Forwarding                    {tunnel.public_url} -> {tunnel.addr}", flush=True)
-    except AgentError:
-        await runtime.close()
-        await server.shutdown()
-        raise
-
-    # Everything made so far (Django, URL conf, templates) lives as long as the process: keep it
-    # out of the collector's generations, and collect young objects less often. At proxy rates
-    # the default thresholds meant a full collection every ~1.5 s, pausing the loop up to 66 ms.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    log.line("info", "agent ready", obj="app", tunnels=len(await runtime.tunnels()))
-    main_loop = loop.create_task(server.main_loop())
-    stop_wait = loop.create_task(stop.wait())
-    await asyncio.wait([main_loop, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-    log.line("info", "received stop request", obj="app", stopReq="signal")
-    # Listeners first, then every pending capture, then the web server.
-    await runtime.close()
-    server.should_exit = True
-    await main_loop
-    await server.shutdown()
-    stop_wait.cancel()
-    log.line("info", "agent stopped", obj="app")
-
-
-async def _start(runtime: Any, definition: dict[str, Any]) -> list[TunnelInfo]:
-    name = definition.get("name")
-    try:
-        started: list[TunnelInfo] = await runtime.start_tunnel(definition, name)
-        return started
-    except (TunnelConfigError, TunnelExists, TunnelStartError) as error:
-        raise AgentError(f"tunnel {name!r}: {error}") from None
