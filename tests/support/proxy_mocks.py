@@ -25,23 +25,20 @@ from agentapi.engine.upstream import UpstreamConnection
 CLIENT_PEER = ("198.51.100.7", 40000)
 
 
-class MockTransport:
+class MockTransport(asyncio.Transport):
     """Records writes, pauses and resumes (in order, in `events`) and closes; fails on a double
     pause or a resume without a pause, as a pairing bug would leave a real transport stuck."""
 
     def __init__(self, *, peer: tuple[str, int] = CLIENT_PEER, sock: Any = None) -> None:
+        super().__init__({"peername": peer, "socket": sock})
         self.written = bytearray()
         self.events: list[str] = []
         self.reading = True
         self.closed = False
         self.aborted = False
         self.write_buffer_size = 0
-        self.extra = {"peername": peer, "socket": sock}
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.extra.get(name, default)
-
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written += data
 
     def take(self) -> bytes:

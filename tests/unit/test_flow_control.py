@@ -23,7 +23,7 @@ class FakeUpstream:
 
 def flow() -> tuple[FlowControl, MockTransport]:
     control = FlowControl()
-    control.transport = transport = MockTransport()  # type: ignore[assignment]
+    control.transport = transport = MockTransport()
     return control, transport
 
 
@@ -172,7 +172,7 @@ async def test_every_pause_of_a_pipelined_burst_is_paired() -> None:
 def test_an_upstream_pauses_only_while_open() -> None:
     upstream = UpstreamConnection(pool=None)  # type: ignore[arg-type]
     transport = MockTransport()
-    upstream.connection_made(transport)  # type: ignore[arg-type]
+    upstream.connection_made(transport)
     upstream.pause_reading()
     upstream.pause_reading()
     upstream.resume_reading()
