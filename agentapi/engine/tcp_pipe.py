@@ -1,7 +1,14 @@
 """TCP and TLS (passthrough) tunnels: accept, dial the local service, pipe bytes both ways.
 
-Reading on one side pauses while the other side's write buffer is full. A connection counts in the
-metrics once the local dial succeeded (go-metrics `conns`); its lifetime is recorded at close.
+Rules:
+- Reading on one side pauses while the other side's write buffer is full; each pause is paired
+  with one resume.
+- Bytes and an EOF that arrive on either side before the two are linked (the client speaking
+  before the dial completes, or a service that speaks first, as SSH and MySQL do) are kept and
+  passed on once they are; the client's side pauses past `_PENDING_LIMIT`.
+- An EOF is passed on as a half-close; the pipe closes once both directions are done.
+- A connection counts in the metrics once the local dial succeeded (go-metrics `conns`); its
+  lifetime is recorded at close.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ class _Side(asyncio.Protocol):
         self.pending: list[bytes] = []
         self.closed = False
         self.got_eof = False
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -38,10 +46,29 @@ class _Side(asyncio.Protocol):
         if peer is None or peer.transport is None:
             # Before the local dial completes (uvloop ignores pause_reading in connection_made).
             self.pending.append(data)
-            if self.transport is not None and sum(map(len, self.pending)) > _PENDING_LIMIT:
-                self.transport.pause_reading()
+            if sum(map(len, self.pending)) > _PENDING_LIMIT:
+                self.pause()
         else:
             peer.transport.write(data)
+
+    def pause(self) -> None:
+        if self.transport is not None and not self.paused and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and self.paused and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def link(self, peer: _Side) -> None:
+        """Join this side to `peer`; pass on what this side received before."""
+        self.peer = peer
+        if peer.transport is not None:
+            for data in self.pending:
+                peer.transport.write(data)
+        self.pending.clear()
+        self.resume()
 
     def eof_received(self) -> bool | None:
         self.got_eof = True
@@ -59,12 +86,12 @@ class _Side(asyncio.Protocol):
             self.peer.transport.close()
 
     def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
+        if self.peer is not None:
+            self.peer.pause()
 
     def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None and not self.peer.closed:
-            self.peer.transport.resume_reading()
+        if self.peer is not None:
+            self.peer.resume()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -96,17 +123,17 @@ class PublicSide(_Side):
         if self.closed:
             local.close()
             return
-        self.peer, local.peer = local, self
         self.opened_ns = time.perf_counter_ns()
         self.counted = True
         self.metrics.conn_opened()
-        for data in self.pending:
-            local.transport.write(data)  # type: ignore[union-attr]
-        self.pending.clear()
-        if self.got_eof and local.transport is not None and local.transport.can_write_eof():
-            local.transport.write_eof()
-        else:
-            self.transport.resume_reading()  # type: ignore[union-attr]
+        self.link(local)
+        local.link(self)
+        for side in (self, local):
+            other = side.peer
+            if side.got_eof and other is not None and other.transport is not None and other.transport.can_write_eof():
+                other.transport.write_eof()
+        if self.got_eof and local.got_eof:
+            self.close()  # both directions ended before they were linked
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
