@@ -75,3 +75,31 @@ def test_bytes_sent_and_half_closed_before_the_dial_completes_arrive(agent: Agen
             while data := sock.recv(100):
                 received += data
         assert received == b"ping"
+
+
+def test_a_service_that_speaks_first_is_heard_by_every_client(agent: AgentProcess) -> None:
+    """SSH, SMTP and MySQL greet before the client says anything."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+
+    def serve() -> None:
+        for _ in range(20):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                conn.recv(1)  # until the client leaves
+
+    threading.Thread(target=serve, daemon=True).start()
+    tunnel = agent.start_tunnel(name="ssh", proto="tcp", addr=str(listener.getsockname()[1]))
+    for _ in range(20):
+        with connect(tunnel["public_url"]) as sock:
+            greeting = b""
+            while not greeting.endswith(b"\r\n"):
+                data = sock.recv(100)
+                assert data, greeting
+                greeting += data
+            assert greeting == b"SSH-2.0-OpenSSH_9.6\r\n"
+    listener.close()
