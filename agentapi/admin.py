@@ -38,7 +38,7 @@ class CappedCountPaginator(Paginator):
     """Counts at most COUNT_CAP rows: pages past that are reached by filtering, not by paging."""
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
+    def count(self) -> int:
         object_list: Any = self.object_list
         if isinstance(object_list, QuerySet):
             return len(object_list.values_list("pk", flat=True)[:COUNT_CAP])

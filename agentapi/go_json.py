@@ -15,7 +15,7 @@ from typing import Any
 
 from rest_framework.renderers import BaseRenderer
 
-_encode_basestring = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_basestring = json.encoder.encode_basestring
 # Go escapes these even in API output (json.Marshal's HTML-safe default).
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_ESCAPE_TABLE = str.maketrans(_GO_ESCAPES)

@@ -42,6 +42,7 @@ logging.getLogger("uvicorn.error").addFilter(WebSocketLibraryEcho())
 application = ProtocolTypeRouter(
     {
         "http": ASGIStaticFilesHandler(django_application),
-        "websocket": WebSocketOriginValidator(URLRouter(websocket_urlpatterns)),
+        # django.urls.path types its result as a view's URLPattern; Channels routes the ASGI app it holds.
+        "websocket": WebSocketOriginValidator(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
     }
 )

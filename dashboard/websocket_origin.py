@@ -49,5 +49,6 @@ class WebSocketOriginValidator:
             # Read on every handshake: settings may be overridden, and the config file's entries
             # come with the running agent.
             if not origin_allowed(host or "", origin, web_allow_hosts()):
-                return await WebsocketDenier()(scope, receive, send)
+                # The raw ASGI scope, as Channels passes it; its stubs name it a TypedDict of their own.
+                return await WebsocketDenier()(scope, receive, send)  # type: ignore[arg-type]
         return await self.application(scope, receive, send)

@@ -7,5 +7,5 @@ from django.urls import path
 from .consumers import InspectorConsumer
 
 websocket_urlpatterns = [
-    path("ws/inspector", InspectorConsumer.as_asgi()),
+    path("ws/inspector", InspectorConsumer.as_asgi()),  # type: ignore[arg-type]  # an ASGI app, as Channels routes take
 ]

@@ -58,7 +58,7 @@ def _common_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
 
 class Command(BaseCommand):
     help = "Run the tunnel agent (ngrok-compatible command line)."
-    requires_system_checks: list[str] = []  # type: ignore[assignment]
+    requires_system_checks: list[str] = []
 
     def get_version(self) -> str:
         return f"ngrok version {settings.AGENT_VERSION}"
