@@ -65,6 +65,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,7 @@ http {{
 class Nginx:
     def __init__(self, conf: Path, port: int, cpus: str, what: str) -> None:
         self.port = port
+        assert NGINX is not None, "main() refuses to run without nginx"
         self.proc = subprocess.Popen(
             [*taskset(cpus), NGINX, "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "error.log")],
             stdout=subprocess.DEVNULL,
@@ -357,6 +359,7 @@ class Agent:
 
 
 def run_wrk(args: argparse.Namespace, port: int, duration: float, script: Path) -> dict[str, Any]:
+    assert WRK is not None, "main() refuses to run without wrk"
     command = [
         *taskset(args.wrk_cpus),
         WRK,
@@ -395,7 +398,7 @@ def measure(args: argparse.Namespace, scenario: Scenario, upstream: Nginx, scrip
         wait_idle(proxy_pid)  # the warm-up's captures are written before the table is emptied
     if scenario.agent is not None and scenario.agent.inspect:
         scenario.agent.clear_captures()
-        wait_idle(proxy_pid)
+        wait_idle(scenario.agent.pid)
     proxy0 = cpu_ticks(proxy_pid) if proxy_pid is not None else 0
     loop0 = main_thread_ticks(proxy_pid) if proxy_pid is not None else 0
     upstream0 = cpu_ticks(upstream.pid)
@@ -617,7 +620,7 @@ def two_write_client(port: int, count: int, warmup: int) -> None:
     print(json.dumps({"latencies_us": latencies, "errors": errors}), flush=True)
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0-100) of a non-empty list."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(len(ordered) * q / 100) - 1)] if ordered else float("nan")

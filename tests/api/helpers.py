@@ -64,7 +64,7 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 5.0) -> T:
 def captures(agent: AgentProcess, **params: Any) -> list[dict]:
     response = agent.api("GET", "/api/requests/http", params=params)
     assert response.status_code == 200, response.text
-    return response.json()["requests"]  # type: ignore[no-any-return]
+    return response.json()["requests"]
 
 
 def wait_for_captures(agent: AgentProcess, count: int, *, complete: bool = True, **params: Any) -> list[dict]:

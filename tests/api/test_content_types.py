@@ -6,13 +6,14 @@ import pytest
 import requests
 
 from tests.api.helpers import assert_error, wait_for_captures
+from tests.support.agent_process import AgentProcess
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 TEXT = {"Content-Type": "text/plain"}
 JSON = {"Content-Type": "application/json"}
 
 
-def tunnel_names(agent) -> list[str]:
+def tunnel_names(agent: AgentProcess) -> list[str]:
     return [t["name"] for t in agent.api("GET", "/api/tunnels").json()["tunnels"]]
 
 

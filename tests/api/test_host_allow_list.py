@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.api.helpers import assert_error
 from tests.support.agent_process import AgentProcess
 
 
-def get(agent: AgentProcess, host: str):
+def get(agent: AgentProcess, host: str) -> requests.Response:
     return agent.api("GET", "/api/tunnels", headers={"Host": host})
 
 

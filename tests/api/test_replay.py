@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import requests
 
 from tests.api.helpers import assert_error, captures, wait_for_captures
+from tests.support.agent_process import AgentProcess
 
 
 @pytest.fixture
-def original(agent, http_tunnel) -> dict:
+def original(agent: AgentProcess, http_tunnel: dict[str, Any]) -> dict[str, Any]:
     requests.post(http_tunnel["public_url"] + "/echo?n=1", data=b"\x00body\xff", timeout=10)
     [capture] = wait_for_captures(agent, 1)
     return capture

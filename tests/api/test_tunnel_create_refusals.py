@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.api.helpers import assert_error, busy_port
+from tests.support.agent_process import AgentProcess
 
 
-def names(agent) -> list[str]:
+def names(agent: AgentProcess) -> list[str]:
     return [t["name"] for t in agent.api("GET", "/api/tunnels").json()["tunnels"]]
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.support.agent_process import AgentProcess
 from tests.support.upstream import Upstream
@@ -15,11 +15,11 @@ from tests.support.upstream import Upstream
 pytestmark = pytest.mark.browser
 
 
-def rows(page: Page):
+def rows(page: Page) -> Locator:
     return page.locator("tr.capture-row")
 
 
-def row_for(page: Page, path: str):
+def row_for(page: Page, path: str) -> Locator:
     return page.locator(
         "tr.capture-row", has=page.locator("td.col-path", has_text=re.compile("^" + re.escape(path) + "$"))
     )

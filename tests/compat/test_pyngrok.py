@@ -58,7 +58,7 @@ def test_http_and_tcp_tunnels_through_pyngrok(
     config = pyngrok_config
     tunnel = ngrok.connect(str(upstream.port), pyngrok_config=config)
     ngrok_process = ngrok.get_ngrok_process(config)
-    assert tunnel.public_url is not None
+    assert tunnel.public_url is not None and tunnel.name is not None
     assert tunnel.public_url.startswith("http://127.0.0.1:")
     assert tunnel.proto == "http"
     assert tunnel.upstream["url"] == f"http://localhost:{upstream.port}"
@@ -81,6 +81,7 @@ def test_http_and_tcp_tunnels_through_pyngrok(
     captured = agent.get_requests(pyngrok_config=config)
     assert len(captured) == 1
     original = captured[0]
+    assert original.id is not None
     assert original.tunnel_name == tunnel.name
     assert original.request["method"] == "POST"
     assert original.request["uri"] == "/via-pyngrok?x=1"
@@ -95,7 +96,7 @@ def test_http_and_tcp_tunnels_through_pyngrok(
     after_replay = agent.get_requests(pyngrok_config=config)
     assert [r.id for r in after_replay][1:] == [original.id]
     replayed = after_replay[0]
-    assert replayed.id > original.id
+    assert replayed.id is not None and replayed.id > original.id
     assert replayed.tunnel_name == tunnel.name
     assert replayed.request["uri"] == "/via-pyngrok?x=1"
     assert len(upstream.received) == 2
@@ -121,13 +122,16 @@ def test_http_and_tcp_tunnels_through_pyngrok(
         while len(echoed) < len(payload) and (chunk := sock.recv(65536)):
             echoed += chunk
     assert echoed == payload
-    assert sorted(t.public_url for t in ngrok.get_tunnels(config)) == sorted([tunnel.public_url, tcp.public_url])
+    assert sorted((t.public_url for t in ngrok.get_tunnels(config)), key=str) == sorted(
+        [tunnel.public_url, tcp.public_url]
+    )
 
     ngrok.disconnect(tunnel.public_url, config)
     assert [t.public_url for t in ngrok.get_tunnels(config)] == [tcp.public_url]
     ngrok.disconnect(tcp.public_url, config)
     assert ngrok.get_tunnels(config) == []
 
+    assert ngrok_process.api_url is not None
     web_port = int(ngrok_process.api_url.rsplit(":", 1)[1])
     ngrok.kill(config)
     assert ngrok_process.proc.poll() is not None

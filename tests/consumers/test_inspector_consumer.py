@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from channels.layers import channel_layers, get_channel_layer
+from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 import agentapi.runtime
@@ -43,6 +43,13 @@ def fresh_layer(settings: Any) -> None:
     channel_layers.backends.clear()
 
 
+def memory_layer() -> InMemoryChannelLayer:
+    """The layer `fresh_layer` configured: these tests look inside its groups."""
+    layer = get_channel_layer()
+    assert isinstance(layer, InMemoryChannelLayer)
+    return layer
+
+
 @pytest.fixture
 def no_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agentapi.runtime, "_current", None)
@@ -58,7 +65,7 @@ async def socket(no_metrics: None) -> AsyncIterator[WebsocketCommunicator]:
 
 
 async def test_it_turns_a_stored_batch_into_created_updated_and_evicted_deltas(socket) -> None:
-    layer = get_channel_layer()
+    layer = memory_layer()
     await layer.group_send(
         "captures",
         {
@@ -75,19 +82,19 @@ async def test_it_turns_a_stored_batch_into_created_updated_and_evicted_deltas(s
 
 
 async def test_it_sends_nothing_for_an_empty_batch(socket) -> None:
-    await get_channel_layer().group_send(
+    await memory_layer().group_send(
         "captures", {"type": "captures.stored", "created": [], "updated": [], "evicted": []}
     )
     assert await socket.receive_nothing()
 
 
 async def test_it_forwards_clear(socket) -> None:
-    await get_channel_layer().group_send("captures", {"type": "captures.cleared"})
+    await memory_layer().group_send("captures", {"type": "captures.cleared"})
     assert await socket.receive_json_from() == {"type": "captures.cleared"}
 
 
 async def test_it_forwards_tunnel_start_and_stop(socket) -> None:
-    layer = get_channel_layer()
+    layer = memory_layer()
     await layer.group_send("tunnels", {"type": "tunnel.started", "name": "web"})
     assert await socket.receive_json_from() == {"type": "tunnel.started", "name": "web", "tunnel": None}
     await layer.group_send("tunnels", {"type": "tunnel.stopped", "name": "web"})
@@ -156,7 +163,7 @@ async def test_a_started_tunnel_comes_with_its_config(monkeypatch) -> None:
     communicator = WebsocketCommunicator(application, "/ws/inspector", headers=LOCAL)
     assert (await communicator.connect())[0]
     assert (await communicator.receive_json_from())["type"] == "metrics.updated"
-    await get_channel_layer().group_send("tunnels", {"type": "tunnel.started", "name": "web"})
+    await memory_layer().group_send("tunnels", {"type": "tunnel.started", "name": "web"})
     message = await communicator.receive_json_from()
     await communicator.disconnect()
     assert message["tunnel"]["public_url"] == "http://127.0.0.1:5555"
@@ -165,7 +172,7 @@ async def test_a_started_tunnel_comes_with_its_config(monkeypatch) -> None:
 async def test_it_leaves_its_groups_on_disconnect(no_metrics) -> None:
     communicator = WebsocketCommunicator(application, "/ws/inspector", headers=LOCAL)
     assert (await communicator.connect())[0]
-    layer = get_channel_layer()
+    layer = memory_layer()
     assert layer.groups.get("captures") and layer.groups.get("tunnels")
     await communicator.disconnect()
     assert not layer.groups.get("captures")

@@ -13,7 +13,7 @@ from tests.inspector.conftest import request_bytes, response_bytes
 
 
 @pytest.fixture
-def admin_client(db) -> Client:
+def admin_client(db: None) -> Client:
     user = User.objects.create_superuser("admin", "admin@example.com", "pw")
     client = Client(HTTP_HOST="127.0.0.1:4040")
     client.force_login(user)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from typing import Any
 
 import brotli
 import pytest
 import zstandard
+from django.test import Client
 
 from agentapi.models import Capture
 from tests.inspector.conftest import request_bytes, response_bytes
@@ -19,7 +21,7 @@ PNG = bytes.fromhex(
 )
 
 
-def detail(client, capture) -> dict:
+def detail(client: Client, capture: Capture) -> dict[str, Any]:
     response = client.get(f"/inspect/captures/{capture.id}.json")
     assert response.status_code == 200
     return response.json()

@@ -7,11 +7,12 @@ import gzip
 import brotli
 import pytest
 import zstandard
+from django.test import Client
 
 from tests.inspector.conftest import request_bytes, response_bytes
 
 
-def ids(client, query: str = "") -> list[str]:
+def ids(client: Client, query: str = "") -> list[str]:
     response = client.get("/inspect/captures.json" + query)
     assert response.status_code == 200
     return [capture["id"] for capture in response.json()["captures"]]

@@ -7,15 +7,17 @@ import gzip
 import json
 import shlex
 import subprocess
+from typing import Any
 
 import brotli
 import zstandard
+from django.test import Client
 
 from agentapi.models import Capture
 from tests.inspector.conftest import request_bytes, response_bytes
 
 
-def curl_of(client, capture) -> str:
+def curl_of(client: Client, capture: Capture) -> str:
     response = client.get(f"/inspect/captures/{capture.id}/curl")
     assert response.status_code == 200
     return response.content.decode()
@@ -113,7 +115,7 @@ def test_har_notes_a_cut_capture(client, make_capture) -> None:
 
 
 # --- text as sent, decoded content, capture truth ------------------------------------------------
-def har_entry_of(client, capture) -> dict:
+def har_entry_of(client: Client, capture: Capture) -> dict[str, Any]:
     return json.loads(client.get(f"/inspect/captures/{capture.id}.har").content)["log"]["entries"][0]
 
 

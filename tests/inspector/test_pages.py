@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from typing import Any
+
+from django.http import HttpResponse
 
 from agentapi.models import Capture
 
 
-def boot_of(response, element_id: str = "inspector-boot") -> dict:
+def boot_of(response: HttpResponse, element_id: str = "inspector-boot") -> dict[str, Any]:
     match = re.search(
         rf'<script id="{element_id}" type="application/json">(.*?)</script>', response.content.decode(), re.S
     )

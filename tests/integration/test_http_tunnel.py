@@ -7,6 +7,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -82,7 +83,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(agent, upstream: Upst
 
 
 def test_chunked_bodies_stream_both_ways(agent, upstream: Upstream, http_tunnel) -> None:
-    def pieces():
+    def pieces() -> Iterator[bytes]:
         yield b"abc"
         yield b"defgh"
 

@@ -13,8 +13,9 @@ import runpy
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import requests
@@ -22,12 +23,13 @@ import requests
 from tests.support.agent_process import AgentProcess
 from tests.support.upstream import Upstream, start_upstream
 
+T = TypeVar("T")
 SERVICE_DELAY = 3  # seconds the slow service takes: between the short (1 s) and long (5 s) settings
 
 
 def captures(agent: AgentProcess, tunnel_name: str) -> list[dict]:
     response = agent.api("GET", "/api/requests/http", params={"tunnel_name": tunnel_name})
-    return response.json()["requests"]  # type: ignore[no-any-return]
+    return response.json()["requests"]
 
 
 # Agents and the slow service are shared by the module (tunnel names differ per test).
@@ -184,7 +186,7 @@ def test_server_sent_events_stream_past_a_short_timeout(short_default_agent: Age
     assert events == [b"data: event %d" % index for index in range(SERVICE_DELAY)]
 
 
-def _wait_for(probe, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+def _wait_for(probe: Callable[[], T], timeout: float = 10.0) -> T:
     deadline = time.monotonic() + timeout
     while True:
         result = probe()

@@ -114,7 +114,7 @@ def test_webhook_posts_with_connection_close_all_arrive_whole(
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda i: _post_with_close(tunnel["public_url"], i), range(150)))
     assert [status for status, _ in answers] == [200] * 150
-    received = server.RequestHandlerClass.received  # type: ignore[attr-defined]
+    received = server.RequestHandlerClass.received
     assert all(received.get(f"/hook/{i}") == body for i, (_, body) in enumerate(answers))
     captures = _captures(agent, "hooks")
     for i, (_, body) in enumerate(answers):
@@ -195,7 +195,7 @@ def test_http10_requests_do_not_leave_a_closing_connection_in_the_pool(
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(exchange, range(100)))
     assert all(answers[i] == f"hello /v10/{i}".encode() for i in range(1, 100, 2))
-    received = two_write.RequestHandlerClass.received  # type: ignore[attr-defined]
+    received = two_write.RequestHandlerClass.received  # type: ignore[attr-defined]  # set by _serve
     assert all(f"/hook/{i}" in received for i in range(0, 100, 2))
 
 

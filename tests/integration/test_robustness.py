@@ -251,7 +251,7 @@ def parse_responses(data: bytes, methods: Sequence[bytes] = ()) -> list[Response
 
 
 def _dechunk(data: bytes, pos: int) -> tuple[bytes, int]:
-    parts = []
+    parts: list[bytes] = []
     while True:
         line_end = data.find(b"\r\n", pos)
         assert line_end >= 0, "chunk size line never ends"

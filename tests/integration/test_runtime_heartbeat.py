@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
+from pytest_django.fixtures import SettingsWrapper
 
 from agentapi.models import Tunnel
 from agentapi.runtime import AgentRuntime
@@ -21,7 +22,7 @@ BEAT = 0.05  # seconds: every wait below spans many periods
 
 
 @pytest.fixture
-def short_beats(settings) -> None:
+def short_beats(settings: SettingsWrapper) -> None:
     settings.AGENT_HEARTBEAT_SECONDS = BEAT
     settings.AGENT_STALE_AFTER_BEATS = 4
 

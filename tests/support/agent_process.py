@@ -69,7 +69,7 @@ class AgentProcess:
     def start_tunnel(self, **definition: Any) -> dict[str, Any]:
         response = self.api("POST", "/api/tunnels", definition)
         assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc is None or self.proc.poll() is not None:

@@ -8,7 +8,15 @@ when Transfer-Encoding ends in chunked; else Content-Length; else (a response) r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Protocol
+
+
+class Reader(Protocol):
+    """What is read from: a socket's makefile("rb"), a server handler's rfile, a BytesIO."""
+
+    def readline(self, size: int = ..., /) -> bytes: ...
+
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass
@@ -36,7 +44,7 @@ class Message:
         return b"close" in [token.strip() for token in connection.split(b",")]
 
 
-def read_head(reader: BinaryIO) -> Message | None:
+def read_head(reader: Reader) -> Message | None:
     """The start line and header fields, or None when the peer closed before sending any."""
     line = reader.readline(65536)
     if not line:
@@ -52,7 +60,7 @@ def read_head(reader: BinaryIO) -> Message | None:
         message.headers.append((name, value.strip(b" \t")))
 
 
-def read_body(reader: BinaryIO, message: Message, *, until_close: bool) -> None:
+def read_body(reader: Reader, message: Message, *, until_close: bool) -> None:
     """Fills in message.body per its framing; `until_close` is for responses without a length."""
     encoding = (message.header("Transfer-Encoding") or b"").lower()
     if encoding.rstrip().endswith(b"chunked"):
@@ -76,7 +84,7 @@ def read_body(reader: BinaryIO, message: Message, *, until_close: bool) -> None:
         message.body = reader.read()
 
 
-def read_response(reader: BinaryIO, *, method: str = "GET") -> Message | None:
+def read_response(reader: Reader, *, method: str = "GET") -> Message | None:
     """The next whole response on a connection (None if it closed first)."""
     response = read_head(reader)
     if response is None:
@@ -87,7 +95,7 @@ def read_response(reader: BinaryIO, *, method: str = "GET") -> Message | None:
     return response
 
 
-def read_request(reader: BinaryIO) -> Message | None:
+def read_request(reader: Reader) -> Message | None:
     """The next whole request on a connection (None if it closed first)."""
     request = read_head(reader)
     if request is not None:
@@ -95,7 +103,7 @@ def read_request(reader: BinaryIO) -> Message | None:
     return request
 
 
-def _read_exactly(reader: BinaryIO, size: int) -> bytes:
+def _read_exactly(reader: Reader, size: int) -> bytes:
     data = reader.read(size)
     if len(data) != size:
         raise ConnectionError(f"connection closed after {len(data)} of {size} body bytes")

@@ -91,11 +91,13 @@ def _answer(shape: bytes, method: bytes) -> bytes:
 
 @contextmanager
 def recording_service() -> Iterator[RecordingService]:
-    handler = type("Handler", (_Handler,), {})
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    class Handler(_Handler):  # a class per service, for its own `service`
+        pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     service = RecordingService(server)
-    handler.service = service
+    Handler.service = service
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield service

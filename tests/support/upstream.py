@@ -54,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0], 16)
                 if size == 0:
@@ -122,11 +122,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def start_upstream() -> Upstream:
-    handler = type("Handler", (_Handler,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Handler(_Handler):  # a class per service, for its own `upstream`
+        pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     upstream = Upstream(server)
-    handler.upstream = upstream
+    Handler.upstream = upstream
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return upstream
 

@@ -9,6 +9,7 @@ from agentapi.engine.http1 import (
     Body,
     ProtocolError,
     RequestEnd,
+    RequestEvent,
     RequestHead,
     RequestParser,
     ResponseParser,
@@ -21,11 +22,18 @@ from agentapi.engine.http1 import (
 )
 
 
-def feed_bytewise(parser: RequestParser, data: bytes) -> list:
-    events = []
+def feed_bytewise(parser: RequestParser, data: bytes) -> list[RequestEvent]:
+    events: list[RequestEvent] = []
     for index in range(len(data)):
         events += parser.feed(data[index : index + 1])
     return events
+
+
+def only_head(data: bytes) -> RequestHead:
+    """The head of one whole request without a body: its events are the head, then the end."""
+    [head, end] = RequestParser().feed(data)
+    assert isinstance(head, RequestHead) and isinstance(end, RequestEnd)
+    return head
 
 
 def test_it_parses_a_request_split_at_every_byte() -> None:
@@ -42,7 +50,8 @@ def test_chunked_bodies_come_out_dechunked() -> None:
     events = RequestParser().feed(
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     )
-    assert events[0].chunked
+    head = events[0]
+    assert isinstance(head, RequestHead) and head.chunked
     assert b"".join(e.data for e in events if isinstance(e, Body)) == b"abcde"
 
 
@@ -54,7 +63,8 @@ def test_pipelined_requests_come_out_in_order() -> None:
 def test_an_upgrade_hands_over_the_bytes_after_the_head() -> None:
     parser = RequestParser()
     events = parser.feed(b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00")
-    assert events[0].upgrade
+    head = events[0]
+    assert isinstance(head, RequestHead) and head.upgrade
     assert isinstance(events[-1], Upgrade)
     assert events[-1].rest == b"\x81\x00"
     assert parser.feed(b"more") == [Upgrade(b"more")]
@@ -87,7 +97,7 @@ def test_requests_before_garbage_still_come_out() -> None:
 
 
 def test_forwarded_head_adds_x_forwarded_and_drops_hop_by_hop_fields() -> None:
-    [head, _] = RequestParser().feed(
+    head = only_head(
         b"GET /p HTTP/1.1\r\nHost: pub:1\r\nKeep-Alive: 5\r\nX-Forwarded-For: spoofed\r\nAccept: */*\r\n\r\n"
     )
     out = forwarded_head(head, client_ip="10.0.0.7", scheme="http", host_header=None)
@@ -98,7 +108,7 @@ def test_forwarded_head_adds_x_forwarded_and_drops_hop_by_hop_fields() -> None:
 
 
 def test_forwarded_head_rewrites_host_and_applies_header_rules() -> None:
-    [head, _] = RequestParser().feed(b"GET / HTTP/1.1\r\nHost: pub\r\nCookie: a\r\n\r\n")
+    head = only_head(b"GET / HTTP/1.1\r\nHost: pub\r\nCookie: a\r\n\r\n")
     out = forwarded_head(
         head,
         client_ip="1.2.3.4",
@@ -165,7 +175,7 @@ def test_bytes_after_a_bodiless_response_end_it_without_reuse() -> None:
 
 
 def test_forwarded_head_drops_connection_and_every_field_it_names() -> None:
-    [head, _] = RequestParser().feed(
+    head = only_head(
         b"GET /p HTTP/1.1\r\nHost: h\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nTE: trailers\r\n"
         b"Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-Kept: 2\r\n\r\n"
     )
@@ -196,7 +206,7 @@ def test_a_response_without_length_or_chunking_is_close_delimited() -> None:
 
 
 def test_an_absolute_form_target_goes_on_in_origin_form_with_its_authority_as_host() -> None:
-    [head, _] = RequestParser().feed(b"GET http://app.test:8080/abs?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+    head = only_head(b"GET http://app.test:8080/abs?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
     out = forwarded_head(head, client_ip="1.2.3.4", scheme="http", host_header=None)
     assert out.startswith(b"GET /abs?x=1 HTTP/1.1\r\nHost: app.test:8080\r\n")
     assert b"X-Forwarded-Host: app.test:8080\r\n" in out

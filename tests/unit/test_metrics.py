@@ -175,7 +175,7 @@ def test_timer_update_marks_meter_and_samples_duration() -> None:
 
 def test_gauge_goes_up_on_open_and_down_on_close() -> None:
     tm = TunnelMetrics(clock=FakeClock(), rng=random.Random(6))
-    assert tm.conn_opened() is None
+    tm.conn_opened()
     tm.conn_opened()
     tm.conn_opened()
     assert tm.conns.gauge == 3

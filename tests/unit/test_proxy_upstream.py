@@ -211,7 +211,7 @@ async def test_an_answerless_end_waits_for_the_reset_that_says_the_request_was_n
     await settle()
     first = proxy.service
     first.received()
-    upstream.socket = FakeSocket(so_error=RESET)  # type: ignore[assignment]
+    upstream.socket = FakeSocket(so_error=RESET)  # type: ignore[assignment]  # a stand-in socket
     assert upstream.eof_received() is True  # keep it open a moment
     assert upstream.eof_timer is not None
     upstream.eof_timer.cancel()
@@ -228,7 +228,7 @@ async def test_an_answerless_end_without_a_reset_is_a_502_for_a_post() -> None:
     client = proxy.connect()
     client.send(request(b"POST", body=b"abc"))
     await settle()
-    upstream.socket = FakeSocket(so_error=0)  # type: ignore[assignment]
+    upstream.socket = FakeSocket(so_error=0)  # type: ignore[assignment]  # a stand-in socket
     assert upstream.eof_received() is True
     assert upstream.eof_timer is not None
     upstream.eof_timer.cancel()
@@ -416,7 +416,7 @@ async def test_every_read_that_does_not_finish_the_response_is_acknowledged_at_o
     client.send(request())
     await settle()
     sock = FakeSocket()
-    proxy.service.protocol.socket = sock  # type: ignore[assignment]
+    proxy.service.protocol.socket = sock  # type: ignore[assignment]  # a stand-in socket
     proxy.service.answer(b"HTTP/1.1 200 OK\r\n")  # head not complete
     proxy.service.answer(b"Content-Length: 4\r\n\r\nab")  # head, part of the body
     assert sock.quickacks == 2

@@ -8,6 +8,7 @@ import pytest
 
 from agentapi.engine.tunnel_spec import (
     TunnelConfigError,
+    TunnelSpec,
     Upstream,
     join_host_port,
     normalise_addr,
@@ -18,7 +19,7 @@ from agentapi.engine.tunnel_spec import (
 PUBLIC = "127.0.0.1"
 
 
-def parse(**definition: object):
+def parse(**definition: object) -> TunnelSpec:
     [spec] = parse_definition(definition, name="t", public_host=PUBLIC)
     return spec
 
@@ -179,7 +180,7 @@ def test_addr_is_required() -> None:
 
 def test_a_definition_must_be_an_object() -> None:
     with pytest.raises(TunnelConfigError):
-        parse_definition(["addr", "80"], name="t", public_host=PUBLIC)  # type: ignore[arg-type]
+        parse_definition(["addr", "80"], name="t", public_host=PUBLIC)  # type: ignore[arg-type]  # the point
 
 
 def test_the_definition_is_kept_as_given() -> None:
