@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from dashboard.data_dir import KEY_FILE, data_dir, stored_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -58,19 +60,20 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-DATA_DIR = Path(env_str("AGENT_DATA_DIR", str(BASE_DIR / "data")))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Read, never made here: importing the settings writes nothing. manage.py makes the directory and
+# keeps a generated key in it before Django reads this file (dashboard/data_dir.py).
+DATA_DIR = data_dir()
 
 
 def _secret_key() -> str:
     if key := os.environ.get("AGENT_SECRET_KEY"):
         return key
-    # A per-installation key kept beside the database, so sessions survive restarts without set-up.
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    # The per-installation key kept beside the database, so sessions survive restarts without set-up.
+    stored = stored_key(DATA_DIR)
+    if stored == "":
+        raise ImproperlyConfigured(f"{DATA_DIR / KEY_FILE} is empty: delete it, a new key is made on the next start")
+    # No key kept (settings imported outside manage.py, as by the tests): one for this process only.
+    return stored or secrets.token_urlsafe(50)
 
 
 SECRET_KEY = _secret_key()
