@@ -14,7 +14,6 @@ not call the API). The OpenAPI description of every operation is in api_schema.p
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,8 +56,6 @@ from .serializers import CaptureSerializer, EndpointSerializer, TunnelSerializer
 
 DEFAULT_REQUEST_LIMIT = 100
 MAX_REQUEST_LIMIT = 10000
-
-log = logging.getLogger(__name__)
 
 
 class JSONBodiesOnly(APIView):
