@@ -332,21 +332,30 @@ def _connection_options(headers: Headers) -> frozenset[bytes]:
     return frozenset(named)
 
 
+def final_head_span(response_start: bytes) -> tuple[int, int]:
+    """Where the final response head lies in bytes that begin a response: (start, end), `end`
+    just past its blank line, after any interim 1xx heads (101 is final). (start, 0) when the
+    final head is not complete in these bytes."""
+    start = 0
+    while response_start.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"), start) and not response_start.startswith(
+        b"101", start + 9
+    ):
+        end = response_start.find(b"\r\n\r\n", start)
+        if end < 0:
+            return start, 0
+        start = end + 4
+    end = response_start.find(b"\r\n\r\n", start)
+    return start, (end + 4 if end >= 0 else 0)
+
+
 def is_close_delimited(response_start: bytes) -> bool:
     """Whether a response whose bytes begin with `response_start` ends only when the connection
     closes: no Content-Length and no Transfer-Encoding in its head (RFC 9112 6.3, rule 8).
 
-    Interim (1xx) responses before the final head are skipped. Used only when an upstream closes
-    mid-response, to tell a legitimate end from a cut.
+    Used only when an upstream closes mid-response, to tell a legitimate end from a cut.
     """
-    start = 0
-    while response_start.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"), start):
-        end = response_start.find(b"\r\n\r\n", start)
-        if end < 0:
-            return False
-        start = end + 4
-    end = response_start.find(b"\r\n\r\n", start)
-    head = response_start[start : end if end >= 0 else len(response_start)].lower()
+    start, end = final_head_span(response_start)
+    head = response_start[start : end or len(response_start)].lower()
     return b"\ncontent-length:" not in head and b"\ntransfer-encoding:" not in head
 
 

@@ -36,7 +36,7 @@ import socket
 import ssl
 import time
 
-from .http1 import ProtocolError, ResponseParser, is_close_delimited
+from .http1 import ProtocolError, ResponseParser, final_head_span, is_close_delimited
 from .http_exchange import AWAITING, STARTED, Exchange
 from .tunnel_spec import TunnelSpec
 from .upstream_dial import dial
@@ -224,14 +224,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.head_chunk = data
         if progress.head_done:
             exchange.response_head(progress.status)
-            if self.parser.expect_head and len(data) > _head_end(data):
+            if self.parser.expect_head and len(data) > final_head_span(data)[1]:
                 # llhttp reads bytes after the answer to HEAD as its announced body (it cannot know
                 # better), so it does not call them trailing: they are, all the same.
                 progress.trailing = True
                 progress.keep_alive = False
         if progress.trailing and (exchange.head.method == b"HEAD" or progress.status in (204, 304)):
             # A body after a response that has none (RFC 9112 6.3): never the client's to read.
-            data = data[: _head_end(data)]
+            data = data[: final_head_span(data)[1]]
         exchange.response_data(data)
         if not progress.done:
             self._acknowledge()
@@ -310,14 +310,3 @@ class UpstreamConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.exchange is not None:
             self.exchange.client.flow.upstream_full(False)
-
-
-def _head_end(data: bytes) -> int:
-    """Where the final head in `data` ends (after any interim 1xx heads); 0 if none is in it."""
-    start = 0
-    while data.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"), start):
-        start = data.find(b"\r\n\r\n", start) + 4
-        if start < 4:
-            return 0
-    end = data.find(b"\r\n\r\n", start)
-    return end + 4 if end >= 0 else 0

@@ -212,3 +212,13 @@ def test_an_absolute_form_target_goes_on_in_origin_form_with_its_authority_as_ho
     assert b"X-Forwarded-Host: app.test:8080\r\n" in out
     assert origin_form(b"HTTP://u:p@h?q") == (b"/?q", b"h")
     assert origin_form(b"/plain") == (b"/plain", None)
+
+
+def test_the_final_head_comes_after_interim_heads_and_101_is_final() -> None:
+    from agentapi.engine.http1 import final_head_span
+
+    two = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nextra"
+    assert final_head_span(two) == (25, len(two) - 5)
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x00"
+    assert final_head_span(switch) == (0, len(switch) - 2)
+    assert final_head_span(b"HTTP/1.1 200 OK\r\nContent-") == (0, 0)
