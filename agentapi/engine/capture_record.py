@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from .policy.trace import TraceEntry
+
 
 @dataclass(slots=True, eq=False)
 class CaptureRecord:
@@ -27,6 +29,8 @@ class CaptureRecord:
     request_complete: bool = True
     response_complete: bool = True
     incomplete_reason: str = ""
+    # What the endpoint's Traffic Policy did to this exchange, action by action (empty: no policy).
+    policy_trace: list[TraceEntry] = field(default_factory=list)
     # Set by the sink: whether a row exists, and who waits for the completed row to be stored.
     saved: bool = False
     saved_size: int = 0

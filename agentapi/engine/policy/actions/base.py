@@ -43,6 +43,9 @@ class PhaseRun:
     rule: str = ""
     compress: str | None = None
     clock: Callable[[], float] = time.time
+    # Called with the final status of the exchange's response (the service's, or the agent's own
+    # 5xx when the service failed): circuit-breaker counts errors this way.
+    on_response: list[Callable[[int], None]] = field(default_factory=list)
 
     def note(self, action: str, outcome: str, *, terminal: bool = False) -> None:
         self.trace.append(TraceEntry(self.phase, self.rule, action, outcome, terminal))
@@ -186,6 +189,10 @@ class Action:
 
     def run(self, run: PhaseRun) -> Outcome | None:
         raise NotImplementedError
+
+    async def prepare(self) -> None:
+        """Called once on the event loop before the endpoint takes traffic (e.g. jwt-validation
+        fetches its JWKS here, in a thread). Raise PolicyError to refuse the endpoint."""
 
     def close(self) -> None:
         """The policy is being replaced or its tunnel stopped: release timers or files."""
