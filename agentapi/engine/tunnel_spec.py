@@ -38,6 +38,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from .policy.document import Policy
+
 PROTOS = ("http", "tcp", "tls")
 
 MAX_STRING = 4096  # characters in any string of a definition (ngrok's metadata limit)
@@ -152,6 +154,13 @@ class TunnelSpec:
     key: str = ""
     # Seconds the local service may take to start answering (504 after); None: the agent's default.
     response_timeout: float | None = None
+    # The Traffic Policy it runs (the deprecated keys' rules included); None: none.
+    policy: Policy | None = field(default=None, compare=False)
+    # An internal endpoint (a `.internal` URL or `bindings: [internal]`): no listener; reached
+    # only through forward-internal, by `internal_url`.
+    internal: bool = False
+    internal_url: str = ""
+    pooling_enabled: bool = False
     # The definition as given (for the endpoints view and the mirror row).
     definition: dict[str, Any] = field(default_factory=dict, compare=False)
 
