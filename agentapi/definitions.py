@@ -6,6 +6,11 @@ options npm `ngrok` sends along in the same object) and the 3.30+ endpoints reso
 
 Every value's JSON type is checked here or in tunnel_spec (null counts as absent): `"name": false`
 is a 400, never a tunnel with a made-up name.
+
+An endpoint's `traffic_policy` (a YAML or JSON string in the API, `agent/api.mdx`; a config file
+may also give an object), `pooling_enabled` and `bindings` ride along in the tunnel definition,
+where tunnel_spec loads and checks them; the definition keeps `traffic_policy` exactly as given,
+which is what the endpoints resource echoes back.
 """
 
 from __future__ import annotations
@@ -84,8 +89,12 @@ def tunnel_definition(body: Any) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key not in CLIENT_OPTION_KEYS}
 
 
-def endpoint_definition(body: Any, *, name: str | None = None) -> dict[str, Any]:
-    """An endpoint body as a tunnel definition (unknown keys are left for the tunnel checks)."""
+def endpoint_definition(body: Any, *, name: str | None = None, policy_object: bool = False) -> dict[str, Any]:
+    """An endpoint body as a tunnel definition (unknown keys are left for the tunnel checks).
+
+    `policy_object`: `traffic_policy` may be an object too (a v3 config file's endpoints); the
+    API takes a string only. Raises TunnelConfigError.
+    """
     if not isinstance(body, dict):
         raise TunnelConfigError("the request body must be a JSON object")
     body = tunnel_definition(body)
@@ -100,6 +109,8 @@ def endpoint_definition(body: Any, *, name: str | None = None) -> dict[str, Any]
         if key in body:
             raise TunnelConfigError(f"field {key} not found in type config.Endpoint")
     for key, kind in _ENDPOINT_TYPES.items():
+        if key == "traffic_policy" and policy_object and isinstance(body.get(key), dict):
+            continue
         _check_type(key, body.get(key), kind)
     for key, kind in _UPSTREAM_TYPES.items():
         _check_type(f"upstream.{key}", upstream.get(key), kind)
@@ -107,14 +118,15 @@ def endpoint_definition(body: Any, *, name: str | None = None) -> dict[str, Any]
         raise TunnelConfigError("bindings must be a list of strings")
     if upstream.get("protocol") not in (None, "", "http1"):
         raise TunnelConfigError("upstream.protocol: only http1 is supported by this agent")
-    if body.get("traffic_policy"):
-        raise TunnelConfigError("traffic_policy is not supported by this agent")
-    if body.get("bindings") not in (None, [], ["public"]):
-        raise TunnelConfigError("bindings: only public endpoints are supported by this agent")
     url = body.get("url") or ""
     if not isinstance(url, str):
         raise TunnelConfigError("url must be a string")
-    scheme, _, rest = url.partition("://") if "://" in url else ("http", "", url)
+    # No scheme: http (ours, for a random local address); an internal endpoint's default is
+    # https, as ngrok's (`endpoints/internal-endpoints.mdx`: `https://example.internal`).
+    host = url.partition("/")[0]
+    host = host.partition(":")[0] if host.count(":") == 1 else host
+    default_scheme = "https" if host.lower().endswith(".internal") else "http"
+    scheme, _, rest = url.partition("://") if "://" in url else (default_scheme, "", url)
     scheme = scheme.lower()
     if scheme not in ("http", "https", "tcp", "tls"):
         raise TunnelConfigError(f"Invalid protocol name '{scheme}'")
@@ -125,7 +137,7 @@ def endpoint_definition(body: Any, *, name: str | None = None) -> dict[str, Any]
         definition["schemes"] = ["https"]
     if rest:
         definition["url"] = f"{scheme}://{rest}"
-    for key in ("inspect", "metadata", "description"):
+    for key in ("inspect", "metadata", "description", "traffic_policy", "pooling_enabled", "bindings"):
         if key in body:
             definition[key] = body[key]
     if "inspect" not in body:

@@ -59,6 +59,37 @@ def test_the_name_in_the_path_wins_over_the_body() -> None:
     assert endpoint_definition({"name": "a", "upstream": {"url": "80"}}, name="b")["name"] == "b"
 
 
+def test_traffic_policy_pooling_and_bindings_ride_along_as_given_for_the_tunnel_checks() -> None:
+    policy = "on_http_request:\n  - actions:\n      - type: deny\n"
+    body = {"upstream": {"url": "80"}, "traffic_policy": policy, "pooling_enabled": True, "bindings": ["public"]}
+    definition = endpoint_definition(body)
+    assert (definition["traffic_policy"], definition["pooling_enabled"], definition["bindings"]) == (
+        policy,
+        True,
+        ["public"],
+    )
+
+
+def test_a_config_file_endpoint_may_give_its_policy_as_an_object() -> None:
+    policy = {"on_http_request": [{"actions": [{"type": "deny"}]}]}
+    body = {"upstream": {"url": "80"}, "traffic_policy": policy}
+    assert endpoint_definition(body, policy_object=True)["traffic_policy"] == policy
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "proto"),
+    [
+        ("api.internal", "https://api.internal", "http"),
+        ("api.internal:8443", "https://api.internal:8443", "http"),
+        ("http://api.internal", "http://api.internal", "http"),
+        ("tcp://db.internal:5432", "tcp://db.internal:5432", "tcp"),
+    ],
+)
+def test_an_internal_url_without_a_scheme_is_https_as_in_ngrok(url: str, shown: str, proto: str) -> None:
+    definition = endpoint_definition({"upstream": {"url": "80"}, "url": url})
+    assert (definition["url"], definition["proto"]) == (shown, proto)
+
+
 def test_unknown_endpoint_keys_are_left_for_the_tunnel_checks() -> None:
     assert endpoint_definition({"upstream": {"url": "80"}, "foo": 1})["foo"] == 1
 
@@ -73,14 +104,9 @@ def test_unknown_endpoint_keys_are_left_for_the_tunnel_checks() -> None:
         ({"upstream": {"url": "80", "protocol": "http2"}}, "upstream.protocol: only http1 is supported by this agent"),
         ({"upstream": {"url": "80"}, "url": "udp://"}, "Invalid protocol name 'udp'"),
         ({"upstream": {"url": "80"}, "url": 5}, "url must be a string"),
-        (
-            {"upstream": {"url": "80"}, "traffic_policy": "on_http_request: []"},
-            "traffic_policy is not supported by this agent",
-        ),
-        (
-            {"upstream": {"url": "80"}, "bindings": ["internal"]},
-            "bindings: only public endpoints are supported by this agent",
-        ),
+        ({"upstream": {"url": "80"}, "traffic_policy": {"on_http_request": []}}, "traffic_policy must be a string"),
+        ({"upstream": {"url": "80"}, "bindings": "internal"}, "bindings must be a list"),
+        ({"upstream": {"url": "80"}, "pooling_enabled": 1}, "pooling_enabled must be true or false"),
     ],
 )
 def test_endpoint_refusals(body: dict, err: str) -> None:

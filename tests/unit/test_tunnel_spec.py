@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 
 from agentapi.engine.tunnel_spec import (
@@ -148,9 +146,18 @@ def test_unknown_keys_are_refused_with_gos_wording(proto: str, key: str, go_type
     assert refusal(proto=proto, addr="80", **{key: "x"}) == f"field {key} not found in type config.{go_type}"
 
 
-@pytest.mark.parametrize("key", ["response_header", "oauth", "circuit_breaker"])
-def test_real_agent_keys_this_agent_lacks_are_refused_plainly(key: str) -> None:
-    assert refusal(addr="80", **{key: {}}) == f"field {key} is not supported by this agent"
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("oauth", "oauth needs ngrok's cloud"),
+        ("labels", "labels need ngrok's cloud"),
+        ("websocket_tcp_converter", "websocket_tcp_converter is not supported by this agent"),
+        ("proxy_proto", "proxy_proto is not supported by this agent"),
+    ],
+)
+def test_real_agent_keys_this_agent_cannot_run_are_refused_with_the_reason(key: str, reason: str) -> None:
+    # The deprecated keys that can run become Traffic Policy (tests/unit/test_tunnel_spec_policy.py).
+    assert refusal(addr="80", **{key: {}}).startswith(reason)
 
 
 def test_tls_termination_needs_both_files() -> None:
@@ -185,14 +192,6 @@ def test_a_definition_must_be_an_object() -> None:
 
 def test_the_definition_is_kept_as_given() -> None:
     assert parse(addr=80, metadata="m").definition == {"addr": 80, "metadata": "m"}
-
-
-def test_basic_auth_takes_user_password_pairs() -> None:
-    assert parse(addr="80", basic_auth=["a:b", "c:d:e"]).basic_auth == (("a", "b"), ("c", "d:e"))
-
-
-def test_auth_is_the_2x_spelling_of_basic_auth_and_may_be_one_string() -> None:
-    assert parse(addr="80", auth="user:pass").basic_auth == (("user", "pass"),)
 
 
 @pytest.mark.parametrize("entries", [["nocolon"], [":nouser"], "nocolon", [5], {"a": "b"}])
@@ -267,23 +266,11 @@ def test_a_broken_listen_address_is_refused(extra: dict) -> None:
     refusal(proto="tcp", addr="22", **extra)
 
 
-def test_ip_restriction_takes_cidr_lists() -> None:
-    spec = parse(addr="80", ip_restriction={"allow_cidrs": ["10.0.0.0/8"], "deny_cidrs": ["10.1.0.0/16"]})
-    assert spec.allow_cidrs == (ipaddress.ip_network("10.0.0.0/8"),)
-    assert spec.deny_cidrs == (ipaddress.ip_network("10.1.0.0/16"),)
-
-
 @pytest.mark.parametrize(
     "raw", [{"allow_cidrs": ["nope"]}, {"allow": []}, ["10.0.0.0/8"], {"deny_cidrs": "10.0.0.0/8"}]
 )
 def test_broken_ip_restriction_is_refused(raw: object) -> None:
     refusal(addr="80", ip_restriction=raw)
-
-
-def test_request_header_add_and_remove() -> None:
-    spec = parse(addr="80", request_header={"add": ["X-Env: prod"], "remove": ["Cookie"]})
-    assert spec.request_header_add == ((b"X-Env", b"prod"),)
-    assert spec.request_header_remove == frozenset({b"cookie"})
 
 
 @pytest.mark.parametrize("raw", [{"add": ["no colon"]}, {"add": ["bad name: x"]}, {"other": []}, ["X-A: b"]])
@@ -357,7 +344,7 @@ def test_tcp_and_tls_keys_refuse_wrong_types_too(proto: str, key: str, value: ob
 
 def test_null_is_absent_as_for_gos_decoder() -> None:
     spec = parse(addr="80", inspect=None, metadata=None, url=None, basic_auth=None, bind_tls=None, name=None)
-    assert (spec.inspect, spec.metadata, spec.listen_port, spec.basic_auth, spec.proto) == (True, "", 0, (), "http")
+    assert (spec.inspect, spec.metadata, spec.listen_port, spec.policy, spec.proto) == (True, "", 0, None, "http")
 
 
 @pytest.mark.parametrize(

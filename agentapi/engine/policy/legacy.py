@@ -265,7 +265,7 @@ def _error_threshold(raw: Any) -> tuple[float, str]:
     """The ratio of 5xx answers that trips the breaker, and a note when it was read as a percentage."""
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw <= 100:
         raise LegacyKeyError(
-            f"invalid circuit_breaker {_shown(raw)!r}: the ratio of 5xx responses that trips it, "
+            f"invalid circuit_breaker {_shown(raw)}: the ratio of 5xx responses that trips it, "
             "between 0 and 1 (or a percentage up to 100)"
         )
     if raw <= 1:
