@@ -2,7 +2,8 @@
 
 Runs only in the capture sink's writer thread (one Django connection of its own). The running
 total of stored bytes is read once with SUM and then kept by adding each batch's sizes; past the
-budget, eviction deletes the oldest rows (ids sort by time) down to 90% of it.
+budget, eviction deletes the oldest rows (ids sort by time) down to 90% of it. A row's Traffic
+Policy trace is a JSON column, written with the database's own JSON adapter.
 """
 
 from __future__ import annotations
@@ -68,11 +69,18 @@ class OrmCaptureStore:
             f"{connection.ops.quote_name(c)} = excluded.{connection.ops.quote_name(c)}" for c in _COLUMNS if c != "id"
         )
         adapt = _datetime_adapter()
+        adapt_trace = _trace_adapter()
+        values = []
+        for row in rows:
+            value = [row[c] for c in _COLUMNS]
+            value[_START_AT] = adapt(value[_START_AT])
+            value[_TRACE_AT] = adapt_trace(value[_TRACE_AT])
+            values.append(value)
         with connection.cursor() as cursor:
             # An upsert: a batch whose commit was not acknowledged (and is retried) may be there.
             cursor.executemany(
                 f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT (id) DO UPDATE SET {updates}",
-                [[adapt(row["start"]) if c == "start" else row[c] for c in _COLUMNS] for row in rows],
+                values,
             )
 
     def _update(self, rows: list[dict[str, Any]]) -> int:
@@ -83,10 +91,11 @@ class OrmCaptureStore:
             placeholders = ",".join(["%s"] * len(ids))
             cursor.execute(f"SELECT id, stored_size FROM {table} WHERE id IN ({placeholders})", ids)
             before = dict(cursor.fetchall())
+            adapt_trace = _trace_adapter()
             cursor.executemany(
                 f"UPDATE {table} SET duration_ns=%s, request_raw=%s, request_size=%s, response_raw=%s,"
                 " response_size=%s, status_code=%s, stored_size=%s, request_complete=%s, response_complete=%s,"
-                " incomplete_reason=%s WHERE id=%s",
+                " incomplete_reason=%s, policy_trace=%s, policy_action=%s WHERE id=%s",
                 [
                     (
                         row["duration_ns"],
@@ -99,6 +108,8 @@ class OrmCaptureStore:
                         row["request_complete"],
                         row["response_complete"],
                         row["incomplete_reason"],
+                        adapt_trace(row["policy_trace"]),
+                        row["policy_action"],
                         row["id"],
                     )
                     for row in rows
@@ -152,6 +163,16 @@ def _datetime_adapter() -> Callable[[float], Any]:
     return lambda start: adapt(dt.datetime.fromtimestamp(start, dt.UTC))
 
 
+def _trace_adapter() -> Callable[[list[dict[str, Any]]], Any]:
+    """A policy trace (a list of JSON objects) as the database wants a JSONField value: JSON text
+    for SQLite, psycopg's Jsonb for PostgreSQL (a plain str would be sent as text, not jsonb).
+
+    Most captures have no policy: their empty trace is adapted once per batch, not per row."""
+    adapt = connection.ops.adapt_json_value
+    empty = adapt([], None)
+    return lambda trace: adapt(trace, None) if trace else empty
+
+
 _COLUMNS = (
     "id",
     "tunnel_name",
@@ -170,4 +191,8 @@ _COLUMNS = (
     "request_complete",
     "response_complete",
     "incomplete_reason",
+    "policy_trace",
+    "policy_action",
 )
+_START_AT = _COLUMNS.index("start")
+_TRACE_AT = _COLUMNS.index("policy_trace")

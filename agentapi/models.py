@@ -60,6 +60,13 @@ class Capture(models.Model):
     request_complete = models.BooleanField(default=True, db_default=True)
     response_complete = models.BooleanField(default=True, db_default=True)
     incomplete_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
+    # What the endpoint's Traffic Policy did, action by action: [{phase, rule, action, outcome,
+    # terminal}] (agentapi.engine.policy.trace.TraceEntry.as_json); [] when it has no policy.
+    policy_trace = models.JSONField(default=list, blank=True, db_default=[])
+    # The action that answered the request itself (the trace's terminal entry: basic-auth, deny,
+    # rate-limit, custom-response, redirect...), "" when the service answered. Kept apart from the
+    # trace so "blocked by policy" is a plain indexed column on every database.
+    policy_action = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-id"]
@@ -67,6 +74,14 @@ class Capture(models.Model):
             models.Index(fields=["tunnel_name", "-id"], name="capture_tunnel_newest"),
             models.Index(fields=["status_code"], name="capture_status"),
             models.Index(fields=["method"], name="capture_method"),
+            # Partial: only captures a policy answered have an entry, so endpoints without a
+            # policy pay nothing for it on insert. Newest first, as the inspector lists them,
+            # with the action beside the id for `?policy=rate-limit`.
+            models.Index(
+                fields=["-id", "policy_action"],
+                name="capture_policy_answered",
+                condition=~models.Q(policy_action=""),
+            ),
         ]
 
     def __str__(self) -> str:

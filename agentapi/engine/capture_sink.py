@@ -5,6 +5,10 @@ the record dirty (bounded: past `max_pending` new captures are dropped and count
 on). A loop task gathers dirty records for `flush_interval`, snapshots them on the loop and lets
 one writer thread store them in one transaction, so an exchange that completes within the interval
 costs one INSERT. Each stored batch is announced (one message for the batch) for the inspector.
+
+A row carries the capture's Traffic Policy trace as plain dicts, and `policy_action`: the action
+that answered instead of the service (the trace's terminal entry), what the inspector's "blocked by
+policy" filter and list mark read without opening the trace.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from .capture_record import CaptureRecord
+from .policy.trace import TraceEntry
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +166,7 @@ def _settle(record: CaptureRecord, error: BaseException | None) -> None:
 
 def _snapshot(record: CaptureRecord) -> dict[str, Any]:
     response = record.response_raw
+    trace = record.policy_trace
     return {
         "id": record.id,
         "tunnel_name": record.tunnel_name,
@@ -179,7 +185,21 @@ def _snapshot(record: CaptureRecord) -> dict[str, Any]:
         "request_complete": record.request_complete,
         "response_complete": record.response_complete,
         "incomplete_reason": record.incomplete_reason,
+        # Plain dicts (the store writes them as JSON); the list is copied, the entries are frozen.
+        "policy_trace": [entry.as_json() for entry in trace] if trace else [],
+        "policy_action": policy_action(trace) if trace else "",
     }
+
+
+def policy_action(trace: list[TraceEntry]) -> str:
+    """The action that answered the request itself (the trace's terminal entry), "" when none did.
+
+    `trace` is in the order the actions ran; of several terminal entries (one per phase at most)
+    the last is the answer the client saw."""
+    for entry in reversed(trace):
+        if entry.terminal:
+            return entry.action
+    return ""
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -197,6 +217,8 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         "request_complete": row["request_complete"],
         "response_complete": row["response_complete"],
         "incomplete_reason": row["incomplete_reason"],
+        # The policy action that answered instead of the service ("" when the service did).
+        "policy_action": row["policy_action"],
         # Cut at the capture limit: the stored bytes are fewer than the true sizes.
         "truncated": row["stored_size"] < row["request_size"] + (row["response_size"] or 0),
     }
