@@ -107,6 +107,16 @@ def go_time(moment: dt.datetime) -> str:
     return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
+TRACE_KEYS = ("phase", "rule", "action", "outcome", "terminal")
+
+
+def policy_trace(capture: Capture) -> list[dict[str, Any]]:
+    """The capture's Traffic Policy trace in the API: [{phase, rule, action, outcome, terminal}]
+    in the order the actions ran, `terminal` on the one that answered instead of the service; []
+    when the endpoint has no policy (and for rows stored before traces were kept)."""
+    return [{key: step[key] for key in TRACE_KEYS} for step in capture.policy_trace]
+
+
 class CaptureSerializer(serializers.BaseSerializer):
     def to_representation(self, capture: Capture) -> dict[str, Any]:
         request_raw = bytes(capture.request_raw)
@@ -137,6 +147,8 @@ class CaptureSerializer(serializers.BaseSerializer):
             "duration": capture.duration_ns,
             # Ours, not ngrok's: why the request or response did not cross whole ("" when both did).
             "incomplete_reason": capture.incomplete_reason,
+            # Ours: what the endpoint's Traffic Policy did to this exchange, step by step.
+            "traffic_policy": policy_trace(capture),
             "request": {
                 "method": capture.method,
                 "proto": f"HTTP/{request.version}",

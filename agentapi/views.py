@@ -326,6 +326,11 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     @extend_schema(
         operation_id="requests_replay",
         summary="Replay a captured request",
+        description=(
+            "Straight to the tunnel's local service, bypassing its Traffic Policy as ngrok's inspector does."
+            " Ours: `through_policy: true` sends it through the tunnel's public address instead, so the"
+            " policy runs on it again (and is recorded in the new capture's `traffic_policy`)."
+        ),
         request={"application/json": doc.ref("Replay")},
         responses=doc.responses(
             {204: doc.ok(None, "Replayed and recorded.")},
@@ -337,6 +342,10 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         body = decoded_like_go(request.data)
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise BadRequest('a JSON object with the "id" of a captured request is required')
+        # Ours, not ngrok's: replay through the tunnel's Traffic Policy (null counts as absent).
+        through_policy = body.get("through_policy")
+        if through_policy is not None and not isinstance(through_policy, bool):
+            raise BadRequest("through_policy must be true or false")
         _flush_captures()
         capture = Capture.objects.filter(id=body["id"]).first()
         if capture is None:
@@ -347,7 +356,7 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
             raise BadRequest("tunnel_name must be a string")
         runtime = _runtime()
         with _runtime_errors():
-            async_to_sync(runtime.replay)(capture, tunnel_name)
+            async_to_sync(runtime.replay)(capture, tunnel_name, through_policy=bool(through_policy))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
