@@ -1,7 +1,7 @@
 """The detail of one capture as the inspector draws it: both messages taken apart and rendered.
 
 Built on demand (never at capture time) from the stored bytes. Big bodies are cut for display with a
-note; downloads serve every stored byte.
+note; downloads serve every stored byte. The Traffic Policy's steps come as stored with the capture.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def capture_detail(capture: Capture) -> dict[str, Any]:
         )
         detail["response"]["complete"] = capture.response_complete
     detail["banners"] = banners(capture)
+    detail["traffic_policy"] = policy_steps(capture)
     detail["urls"] = {
         "curl": reverse("inspector-curl", args=[capture.id]),
         "har": reverse("inspector-har-one", args=[capture.id]),
@@ -73,6 +74,14 @@ def message_detail(capture_id: str, side: str, raw: bytes, size: int, *, respons
         detail["query"] = [list(pair) for pair in parse_qsl(urlsplit(head.target).query, keep_blank_values=True)]
         detail["form"] = _form(message)
     return detail
+
+
+def policy_steps(capture: Capture) -> list[dict[str, Any]]:
+    """What the endpoint's Traffic Policy did, in the order the actions ran: {phase, rule, action,
+    outcome, terminal}, `terminal` on the step that answered instead of the service (at most one a
+    phase). Empty when the tunnel has no policy."""
+    keys = ("phase", "rule", "action", "outcome", "terminal")
+    return [{key: step[key] for key in keys} for step in capture.policy_trace]
 
 
 def banners(capture: Capture) -> list[dict[str, str]]:

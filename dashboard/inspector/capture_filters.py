@@ -12,8 +12,14 @@ Query parameters (all optional; an empty value means "no filter"):
   body=TEXT        the request or response body contains TEXT (its UTF-8 bytes, case-sensitive),
                    as stored or with its content coding (gzip, br, zstd...) undone
   tunnel=NAME      captured on this tunnel
+  policy=blocked   answered by the endpoint's Traffic Policy instead of the service (its trace has
+                   a terminal action: a basic-auth or restrict-ips refusal, deny, rate-limit's 429,
+                   custom-response, redirect, close-connection, or the agent's 500 when an action
+                   failed); policy=rate-limit,deny: answered by one of these actions
+                   (`error`: an action failed and the agent answered 500)
 
-Everything but header and body becomes SQL on indexed columns. Header and body first narrow the
+Everything but header and body becomes SQL on indexed columns (policy: the partial index of
+captures a policy answered). Header and body first narrow the
 rows with a byte search in the database (`BlobContains`), then are checked exactly in Python on the
 parsed messages, so a page scans a bounded number of rows and tells where to continue. A compressed
 body cannot be searched in the database, so the body search also lets through rows that name a
@@ -45,9 +51,27 @@ PARAMETERS = (
     "header",
     "body",
     "tunnel",
+    "policy",
 )
 
 _STATUS = re.compile(r"^(?:([1-5])xx|(\d{3})|pending)$", re.IGNORECASE)
+# Actions that can answer a request themselves (refuse, respond, redirect, close): what the filter
+# suggests. Any action type is accepted; these are ngrok's names (traffic-policy/actions/*).
+ANSWERING_ACTIONS = (
+    "basic-auth",
+    "circuit-breaker",
+    "close-connection",
+    "custom-response",
+    "deny",
+    "jwt-validation",
+    "rate-limit",
+    "redirect",
+    "restrict-ips",
+    "verify-webhook",
+)
+# An action type as ngrok spells them (`basic-auth`, `rate-limit`, `verify-webhook`).
+_ACTION = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+BLOCKED = "blocked"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([km]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -64,6 +88,9 @@ class CaptureFilter:
     header_value: str = ""
     body: str = ""
     tunnel: str = ""
+    # "blocked" (any action answered), else the action types that may have answered.
+    policy_blocked: bool = False
+    policy_actions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     # The raw values as given, to put back into the form.
     given: dict[str, str] = field(default_factory=dict)
@@ -98,6 +125,11 @@ class CaptureFilter:
             captures = captures.filter(response_size__lte=self.size_max)
         if self.tunnel:
             captures = captures.filter(tunnel_name=self.tunnel)
+        if self.policy_blocked:
+            captures = captures.exclude(policy_action="")
+        elif self.policy_actions:
+            # The exclusion lets the database see the partial index's condition in the query.
+            captures = captures.filter(policy_action__in=self.policy_actions).exclude(policy_action="")
         if self.header_value:
             captures = captures.filter(_either_side_contains(self.header_value.encode("utf-8")))
         if self.body:
@@ -165,6 +197,13 @@ def parse_filters(query: Mapping[str, str]) -> CaptureFilter:
     result.duration_max_ms = _number(given["duration_max"], "duration_max", result.errors)
     result.size_min = _size(given["size_min"], "size_min", result.errors)
     result.size_max = _size(given["size_max"], "size_max", result.errors)
+    for action in (a.strip().lower() for a in given["policy"].split(",") if a.strip()):
+        if action == BLOCKED:
+            result.policy_blocked = True
+        elif _ACTION.match(action):
+            result.policy_actions.append(action)
+        else:
+            result.errors.append(f"policy {action!r}: use blocked or an action type (basic-auth, rate-limit...)")
     if given["header"]:
         name, colon, value = given["header"].partition(":")
         result.header_name = name.strip()

@@ -7,10 +7,12 @@ Messages sent (JSON objects, `type` first):
   captures.cleared  {}                         every capture deleted
   tunnel.started / tunnel.stopped {"name", "tunnel": info or null}
   metrics.updated   {"time", "tunnels": [info]}  every METRICS_INTERVAL seconds, where info is
-                    {name, public_url, proto, addr, inspect, metrics} (metrics as the API has them)
+                    {name, public_url, proto, addr, inspect, metrics, traffic_policy} (metrics as
+                    the API has them; traffic_policy the policy it runs as text, "" when none)
 A summary is what the capture sink announces, in the shape of agentapi.captures.summary (the list
 pages' rows): id, tunnel_name, start (epoch seconds), duration_ns, method, uri, status_code, sizes,
-remote_addr and whether it is whole. The consumer passes it on as it came. Bodies are never pushed:
+remote_addr, whether it is whole and `policy_action` (the Traffic Policy action that answered
+instead of the service, "" when none). The consumer passes it on as it came. Bodies are never pushed:
 the browser fetches a capture's detail when it is opened.
 """
 

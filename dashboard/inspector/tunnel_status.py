@@ -1,4 +1,5 @@
-"""What the status page and the inspector show of each tunnel: its config and live metrics.
+"""What the status page and the inspector show of each tunnel: its config, its Traffic Policy
+(the document as given plus the rules of deprecated keys, as text; "" when none) and live metrics.
 
 Read from the runtime facade (its engine is the source of truth for what runs), which takes every
 snapshot on the event loop so it never races the proxy. A web process without a runtime falls back
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from asgiref.sync import async_to_sync
 
 from agentapi.models import Tunnel
@@ -24,6 +26,7 @@ def tunnel_info(tunnel: TunnelInfo) -> dict[str, Any]:
         "addr": tunnel.addr,
         "inspect": tunnel.inspect,
         "metrics": tunnel.metrics,
+        "traffic_policy": tunnel.traffic_policy,
     }
 
 
@@ -42,6 +45,18 @@ async def running_tunnels() -> list[dict[str, Any]] | None:
     return [tunnel_info(tunnel) for tunnel in await runtime.tunnels()]
 
 
+def shown_policy(definition: Any) -> str:
+    """The Traffic Policy of a tunnel another agent runs, from its row: the definition's
+    `traffic_policy` as given (text as posted, or the config file's mapping as YAML); "" when none.
+    (The deprecated keys' rules are only known to the agent that runs the tunnel.)"""
+    policy = definition.get("traffic_policy") if isinstance(definition, dict) else None
+    if not policy:
+        return ""
+    if isinstance(policy, str):
+        return policy
+    return yaml.safe_dump(policy, sort_keys=False, allow_unicode=True)
+
+
 def tunnels_for_page() -> list[dict[str, Any]]:
     """For a sync view: the engine's tunnels, or the mirror rows when the engine is elsewhere."""
     if current_runtime() is not None:
@@ -56,6 +71,7 @@ def tunnels_for_page() -> list[dict[str, Any]]:
             "addr": row.addr,
             "inspect": row.inspect,
             "metrics": None,
+            "traffic_policy": shown_policy(row.definition),
         }
         for row in Tunnel.objects.order_by("name")
     ]

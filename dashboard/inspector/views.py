@@ -24,7 +24,7 @@ from agentapi.models import Capture
 from agentapi.runtime import NotAnHttpTunnel, ReplayRefused, TunnelNotRunning, current_runtime
 
 from .capture_detail import capture_detail
-from .capture_filters import parse_filters
+from .capture_filters import ANSWERING_ACTIONS, parse_filters
 from .capture_list import PAGE_SIZE, capture_page
 from .exporters import curl_command, har_log
 from .replay_request import ReplayRequestError, build_request, parse_edit, seed
@@ -78,6 +78,7 @@ def inspector(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "tunnels": tunnels,
         "methods": ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"),
+        "policy_actions": ANSWERING_ACTIONS,
         "active_page": "inspect",
     }
     return render(request, "dashboard/inspector.html", context)
@@ -194,7 +195,8 @@ def replay_seed(request: HttpRequest, capture_id: str) -> JsonResponse:
 
 @require_POST
 def replay(request: HttpRequest) -> JsonResponse:
-    """Send an edited request to a tunnel's local service; answers once the new capture is stored."""
+    """Send an edited request to a tunnel's local service (or, with `through_policy`, through its
+    public address and Traffic Policy); answers once the new capture is stored."""
     try:
         data: Any = json.loads(request.body or b"{}")
         edit = parse_edit(data)
@@ -202,6 +204,10 @@ def replay(request: HttpRequest) -> JsonResponse:
         return _error(400, "a JSON body is expected")
     except ReplayRequestError as error:
         return _error(400, str(error))
+    # Through the tunnel's public address, so its Traffic Policy runs (default: bypassed, as ngrok).
+    through_policy = data.get("through_policy", False)
+    if not isinstance(through_policy, bool):
+        return _error(400, "through_policy must be true or false")
     runtime = current_runtime()
     if runtime is None:
         return _error(503, "no tunnel engine runs in this process")
@@ -216,7 +222,7 @@ def replay(request: HttpRequest) -> JsonResponse:
     # The Host the service expects unless the edit says otherwise.
     raw = build_request(edit, default_host=tunnel.upstream_host)
     try:
-        replayed = async_to_sync(runtime.replay)(raw, tunnel_name, replay_of=replay_of)
+        replayed = async_to_sync(runtime.replay)(raw, tunnel_name, replay_of=replay_of, through_policy=through_policy)
     except (TunnelNotRunning, NotAnHttpTunnel):  # it stopped (or changed) since it was looked up
         return _error(404, f"the tunnel {tunnel_name!r} stopped")
     except ReplayRefused as error:  # e.g. a Content-Length the edited body does not match

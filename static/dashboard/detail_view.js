@@ -20,6 +20,7 @@ export function renderDetail(container, detail, actions) {
       el("span", { class: "uri", title: detail.uri }, detail.uri),
       " ",
       el("span", { class: "status " + statusClass(status) }, status === null ? "pending" : String(status)),
+      answeredBy(detail.traffic_policy),
     ),
     el(
       "div",
@@ -33,7 +34,17 @@ export function renderDetail(container, detail, actions) {
     el(
       "div",
       { class: "detail-actions" },
-      el("button", { type: "button", id: "replay-button", onclick: actions.replay, title: "Replay (r)" }, "Replay"),
+      el("button", { type: "button", id: "replay-button", onclick: () => actions.replay(), title: "Replay (r)" }, "Replay"),
+      el(
+        "button",
+        {
+          type: "button",
+          id: "replay-policy-button",
+          onclick: actions.replayThroughPolicy,
+          title: "Replay through the tunnel's public address, so its Traffic Policy runs again",
+        },
+        "Replay through policy",
+      ),
       el(
         "button",
         { type: "button", id: "replay-edit-button", onclick: actions.replayEdit, title: "Replay with modifications (e)" },
@@ -55,7 +66,56 @@ export function renderDetail(container, detail, actions) {
       ? renderMessage("response", detail.response)
       : el("section", { class: "message response pending-message" }, el("h3", {}, "Response"), el("p", {}, "Waiting for the response…")),
   );
-  container.append(head, ...banners, panes);
+  container.append(head, ...banners, renderPolicy(detail.traffic_policy || []), panes);
+}
+
+// The step that answered instead of the service: the last terminal one (the answer the client saw).
+function terminalStep(steps) {
+  return [...(steps || [])].reverse().find((step) => step.terminal) || null;
+}
+
+function answeredBy(steps) {
+  const step = terminalStep(steps);
+  if (!step) return null;
+  return el("span", { class: "policy-mark", title: "answered by the Traffic Policy, not the service" }, "blocked by policy: " + step.action);
+}
+
+// What the endpoint's Traffic Policy did, action by action, in the order they ran. Nothing at all
+// when no action ran (no policy, or no rule matched).
+function renderPolicy(steps) {
+  if (!steps.length) return null;
+  const answer = terminalStep(steps);
+  return el(
+    "section",
+    { class: "traffic-policy", "aria-label": "Traffic Policy" },
+    el("h3", {}, "Traffic Policy"),
+    el(
+      "table",
+      { class: "policy-trace" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Phase"), el("th", {}, "Rule"), el("th", {}, "Action"), el("th", {}, "Outcome"))),
+      el(
+        "tbody",
+        {},
+        steps.map((step) =>
+          el(
+            "tr",
+            { class: "policy-step" + (step.terminal ? " terminal" : "") },
+            el("td", { class: "policy-phase" }, step.phase),
+            el("td", { class: "policy-rule" }, step.rule || el("span", { class: "muted" }, "(unnamed)")),
+            el("td", { class: "policy-action" }, el("code", {}, step.action)),
+            el(
+              "td",
+              { class: "policy-outcome" },
+              step.outcome,
+              step.terminal
+                ? el("span", { class: "terminal-mark" }, step === answer ? " ■ answered the request" : " ■ ended the phase")
+                : null,
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 function renderMessage(side, message) {

@@ -39,6 +39,17 @@ function truthMark(summary) {
   return null;
 }
 
+// A capture the endpoint's Traffic Policy answered instead of the service (basic-auth's 401,
+// deny, rate-limit's 429...): the action's name, so "blocked by policy" shows at a glance.
+function policyMark(summary) {
+  if (!summary.policy_action) return null;
+  return el(
+    "span",
+    { class: "policy-mark", title: `answered by the Traffic Policy (${summary.policy_action}), not the service` },
+    summary.policy_action,
+  );
+}
+
 function fillRow(tr, summary) {
   const code = summary.status_code;
   tr.className = "capture-row" + (summary.id === selectedId ? " selected" : "");
@@ -51,6 +62,7 @@ function fillRow(tr, summary) {
       { class: "col-status" },
       el("span", { class: "status " + statusClass(code) }, code === null ? "…" : String(code)),
       truthMark(summary),
+      policyMark(summary),
     ),
     el("td", { class: "col-duration" }, code === null ? "" : formatDuration(summary.duration_ns)),
     el("td", { class: "col-time", title: new Date(summary.start * 1000).toLocaleString(), dataset: { start: summary.start } }, formatAgo(summary.start)),
@@ -69,7 +81,8 @@ function upsert(summary) {
       before.request_size !== summary.request_size ||
       before.request_complete !== summary.request_complete ||
       before.response_complete !== summary.response_complete ||
-      before.truncated !== summary.truncated;
+      before.truncated !== summary.truncated ||
+      before.policy_action !== summary.policy_action;
     known.summary = summary;
     if (!changed) return;
     fillRow(known.tr, summary);
@@ -248,7 +261,7 @@ async function loadDetail(id, { keepScroll = false } = {}) {
   try {
     const detail = await fetchJSON(`/inspect/captures/${encodeURIComponent(id)}.json`);
     if (ticket !== detailRequest) return;
-    renderDetail(detailPane, detail, { replay, replayEdit, curl });
+    renderDetail(detailPane, detail, { replay, replayThroughPolicy, replayEdit, curl });
     if (keepScroll) detailPane.scrollTop = scroll;
     const mark = detailPane.querySelector("mark.syntax-error");
     if (mark && !keepScroll) mark.scrollIntoView({ block: "center" });
@@ -279,18 +292,25 @@ function move(step) {
 }
 
 // --- actions -------------------------------------------------------------------------------
-async function replay() {
+// Replay goes straight to the local service, as ngrok's inspector does; "through policy" sends
+// it to the tunnel's public address instead, so the endpoint's Traffic Policy runs on it again.
+async function replay({ throughPolicy = false } = {}) {
   if (!selectedId) return;
+  const body = throughPolicy ? { id: selectedId, through_policy: true } : { id: selectedId };
   try {
     await fetchJSON(urls.api_requests, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ id: selectedId }),
+      body: JSON.stringify(body),
     });
-    toast("Replayed " + selectedId);
+    toast((throughPolicy ? "Replayed through the policy " : "Replayed ") + selectedId);
   } catch (err) {
     toast("Replay failed: " + err.message, "error");
   }
+}
+
+function replayThroughPolicy() {
+  return replay({ throughPolicy: true });
 }
 
 function replayEdit() {

@@ -48,6 +48,7 @@ export function openReplayEditor(seedUrl, replayUrl, onReplayed) {
       method: form.elements.method.value,
       target: form.elements.target.value,
       headers: form.elements.headers.value,
+      through_policy: form.elements.through_policy.checked,
     };
     if (body.disabled) payload.body_base64 = dialog.dataset.bodyBase64;
     else payload.body = body.value;

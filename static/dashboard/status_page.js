@@ -1,5 +1,6 @@
-// The status page: per-tunnel config and metrics, updated from the inspector WebSocket's
-// metrics.updated every second, with small uPlot time series (kept in the page, last 5 minutes).
+// The status page: per-tunnel config (its Traffic Policy included) and metrics, updated from the
+// inspector WebSocket's metrics.updated every second, with small uPlot time series (kept in the
+// page, last 5 minutes).
 import { connectLive } from "./live_socket.js";
 import { formatRate, formatSeconds } from "./format.js";
 
@@ -29,8 +30,17 @@ function ensureCard(info) {
   if (info.addr !== undefined) card.querySelector(".tunnel-addr").textContent = info.addr;
   if (info.inspect !== undefined) card.querySelector(".tunnel-inspect").textContent = String(info.inspect);
   if (info.proto !== undefined) card.querySelector(".tunnel-proto").textContent = info.proto;
+  if (info.traffic_policy !== undefined) showPolicy(card, info.traffic_policy);
   document.getElementById("no-tunnels").hidden = true;
   return card;
+}
+
+// The policy the tunnel runs, as text (a replaced endpoint may change it), or "none".
+function showPolicy(card, text) {
+  const pre = card.querySelector(".traffic-policy-text");
+  if (pre.textContent !== text) pre.textContent = text;
+  pre.hidden = !text;
+  card.querySelector(".policy-none").hidden = Boolean(text);
 }
 
 function removeCard(name) {
