@@ -3,7 +3,8 @@
 The capture table grows large, so the change list never counts it whole: `show_full_result_count`
 is off and the paginator counts at most COUNT_CAP rows with a LIMITed query. Filters are
 SimpleListFilters over indexed columns; search matches the path, or bytes anywhere in the stored
-request or response (headers and bodies) with the database's own byte search. Captures are
+request or response (headers and bodies) with the database's own byte search; "traffic policy"
+finds the captures a policy answered (basic-auth, deny, rate-limit...). Captures are
 read-only (rendered request and response); the actions replay them through the runtime facade (the
 same replay as the API's) or delete them. Tunnels are stopped through the runtime too, wherever they
 run: a tunnel another agent runs is stopped by that agent.
@@ -22,6 +23,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from .captures.blob_search import BlobContains
 from .captures.content_views import Body, render_best
@@ -116,6 +118,44 @@ class CaptureTruthFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PolicyFilter(admin.SimpleListFilter):
+    """Captures the endpoint's Traffic Policy answered instead of the service (the partial index)."""
+
+    title = "traffic policy"
+    parameter_name = "policy"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("blocked", "blocked by policy"), ("passed", "answered by the service")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Capture]) -> QuerySet[Capture]:
+        value = self.value()
+        if value == "blocked":
+            return queryset.exclude(policy_action="")
+        if value == "passed":
+            return queryset.filter(policy_action="")
+        return queryset
+
+
+def _render_trace(trace: list[dict[str, Any]]) -> str:
+    """The policy's steps as a table, in the order they ran; the step that answered instead of
+    the service says so."""
+    if not trace:
+        return format_html('<p class="help">{}</p>', "No Traffic Policy action ran on this exchange.")
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+        (
+            (step["phase"], step["rule"], step["action"], step["outcome"], _ANSWERED if step["terminal"] else "")
+            for step in trace
+        ),
+    )
+    return format_html("<table>{}<tbody>{}</tbody></table>", _TRACE_HEAD, rows)
+
+
+_ANSWERED = mark_safe("<strong>answered</strong>")
+_TRACE_HEAD = mark_safe("<thead><tr><th>phase</th><th>rule</th><th>action</th><th>outcome</th><th></th></tr></thead>")
+
+
 def _render_message(capture: Capture, raw: bytes | None, size: int | None, side: str) -> str:
     if raw is None:
         if side == "response" and not capture.response_complete:
@@ -170,10 +210,11 @@ class CaptureAdmin(admin.ModelAdmin):
         "duration",
         "response_size",
         "capture_truth",
+        "blocked_by_policy",
         "start",
     )
     list_display_links = ("id",)
-    list_filter = (TunnelNameFilter, MethodFilter, StatusClassFilter, CaptureTruthFilter)
+    list_filter = (TunnelNameFilter, MethodFilter, StatusClassFilter, CaptureTruthFilter, PolicyFilter)
     search_fields = ("uri",)
     search_help_text = "Path, or text anywhere in the stored request or response (headers and body; exact case)."
     ordering = ("-id",)
@@ -198,6 +239,8 @@ class CaptureAdmin(admin.ModelAdmin):
         "request_complete",
         "response_complete",
         "incomplete_reason",
+        "policy_action",
+        "traffic_policy",
         "stored",
         "inspector_link",
         "rendered_request",
@@ -208,8 +251,8 @@ class CaptureAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Capture]:
         queryset = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name == "agentapi_capture_changelist":
-            # The list shows metadata only: never load the stored bytes of a hundred rows.
-            queryset = queryset.defer("request_raw", "response_raw")
+            # The list shows metadata only: never load the stored bytes (or traces) of a hundred rows.
+            queryset = queryset.defer("request_raw", "response_raw", "policy_trace")
         return queryset
 
     def get_search_results(
@@ -252,6 +295,19 @@ class CaptureAdmin(admin.ModelAdmin):
         if not marks:
             return ""
         return format_html('<span title="{}">&#9888; {}</span>', capture.incomplete_reason, ", ".join(marks))
+
+    @admin.display(description="blocked by policy", ordering="policy_action")
+    def blocked_by_policy(self, capture: Capture) -> str:
+        """The Traffic Policy action that answered instead of the service; empty when the service did."""
+        if not capture.policy_action:
+            return ""
+        return format_html(
+            '<span title="{}">&#9940; {}</span>', "answered by the Traffic Policy", capture.policy_action
+        )
+
+    @admin.display(description="traffic policy")
+    def traffic_policy(self, capture: Capture) -> str:
+        return _render_trace(capture.policy_trace)
 
     @admin.display(description="stored bytes")
     def stored(self, capture: Capture) -> str:
