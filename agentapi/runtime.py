@@ -93,6 +93,8 @@ class TunnelInfo:
     inspect: bool
     upstream_host: str  # host:port of the local service (the Host a replayed request gets by default)
     metrics: dict[str, dict[str, Any]]  # as the API shows them: conns and http counts, rates, percentiles
+    # The Traffic Policy it runs, as text (the deprecated keys' rules included); "" when none.
+    traffic_policy: str = ""
 
     @property
     def replays_requests(self) -> bool:
@@ -290,6 +292,7 @@ class AgentRuntime:
             inspect=spec.inspect,
             upstream_host=spec.upstream.netloc,
             metrics=tunnel.metrics.snapshot(),
+            traffic_policy=spec.policy.source if spec.policy is not None else "",
         )
 
     async def _fresh_name(self, definition: dict[str, Any]) -> str:
@@ -314,13 +317,21 @@ class AgentRuntime:
         return [self._row(tunnel) for tunnel in self._engine.tunnels()]
 
     # --- captures ---------------------------------------------------------------------------
-    async def replay(self, source: Capture | bytes, tunnel_name: str | None = None, *, replay_of: str = "") -> Replayed:
+    async def replay(
+        self,
+        source: Capture | bytes,
+        tunnel_name: str | None = None,
+        *,
+        replay_of: str = "",
+        through_policy: bool = False,
+    ) -> Replayed:
         """Send a request to a running http tunnel's local service and capture the exchange.
 
         `source` is a stored capture (its request; into its own tunnel unless `tunnel_name` says
         otherwise; read in a thread, so fields the caller deferred may load) or edited request
         bytes (`tunnel_name` needed; `replay_of` names the original).
-        Tunnel policies (basic auth, header rules) are not applied: the bytes went through them once.
+        The tunnel's Traffic Policy is bypassed, as ngrok's inspector does (the bytes went through it
+        once), unless `through_policy`: then its on_http_request phase runs first.
         Returns once the new capture is stored.
 
         Raises TunnelNotRunning (not here), NotAnHttpTunnel, ReplayRefused: a capture whose request
@@ -341,7 +352,7 @@ class AgentRuntime:
         if refused is not None:
             raise refused
         try:
-            record = await self._engine.replay(raw, name, replay_of=replay_of)
+            record = await self._engine.replay(raw, name, replay_of=replay_of, through_policy=through_policy)
         except KeyError:  # it stopped meanwhile
             raise TunnelNotRunning(name) from None
         return Replayed(id=record.id, status_code=record.status_code)

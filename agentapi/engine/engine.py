@@ -2,6 +2,12 @@
 
 The engine is the source of truth for what is running. It knows nothing of Django views or the
 database: captures leave through the CaptureSink it is given.
+
+Traffic Policy: each action's `prepare` runs before the listener opens (a JWKS fetched, say; a
+PolicyError refuses the tunnel as a bad definition), and the policy is closed when the tunnel
+stops. An internal endpoint (`spec.internal`: a `.internal` URL or `bindings: [internal]`) has no
+listener: it is registered by its URL and reached only through forward-internal (ngrok's
+`universal-gateway/internal-endpoints`).
 """
 
 from __future__ import annotations
@@ -12,15 +18,31 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .capture_id import CaptureIdFactory
 from .capture_record import CaptureRecord
 from .capture_sink import CaptureSink
-from .http1 import ProtocolError, RequestEnd, RequestParser, ResponseParser, error_response, parse_stored_head
+from .exchange_policy import ExchangePolicy
+from .http1 import (
+    Body,
+    ProtocolError,
+    RequestEnd,
+    RequestHead,
+    RequestParser,
+    ResponseParser,
+    error_response,
+    parse_stored_head,
+)
+from .http_policy import answer_bytes, policy_head, request_facts, request_head_bytes
 from .http_proxy import ClientConnection, TunnelContext
 from .metrics import TICK_SECONDS, TunnelMetrics
+from .policy.actions.base import REQUEST
+from .policy.errors import PolicyError
+from .policy.facts import ConnFacts, EndpointFacts
+from .policy.outcomes import CloseConnection, ForwardInternal, Respond
 from .tcp_pipe import PublicSide
-from .tunnel_spec import TunnelSpec, join_host_port
+from .tunnel_spec import TunnelConfigError, TunnelSpec, join_host_port
 from .upstream import upstream_tls
 from .upstream_dial import dial
 
@@ -58,7 +80,7 @@ class RunningTunnel:
     tunnel_id: str
     public_url: str
     metrics: TunnelMetrics
-    server: asyncio.AbstractServer
+    server: asyncio.AbstractServer | None  # None for an internal endpoint
     http: TunnelContext | None = None
     tcp_connections: set[PublicSide] = field(default_factory=set)
 
@@ -89,6 +111,7 @@ class Engine:
         self.upstream_timeout = upstream_timeout
         self.ids = CaptureIdFactory()
         self._tunnels: dict[str, RunningTunnel] = {}
+        self._internal: dict[tuple[str, int], RunningTunnel] = {}  # by (host, port) of the internal URL
         self._ticker: asyncio.Task[None] | None = None
         self._starting: set[str] = set()
 
@@ -110,9 +133,30 @@ class Engine:
         finally:
             self._starting.discard(spec.name)
 
+    def find_internal(self, url: str) -> RunningTunnel | None:
+        """The internal endpoint a forward-internal `url` names, if this agent runs it."""
+        key = internal_key(url)
+        return self._internal.get(key) if key is not None else None
+
+    def _find_internal_http(self, url: str) -> TunnelContext | None:
+        tunnel = self.find_internal(url)
+        return tunnel.http if tunnel is not None else None
+
     async def _open(self, spec: TunnelSpec) -> RunningTunnel:
         loop = asyncio.get_running_loop()
         metrics = TunnelMetrics()
+        if spec.policy is not None:
+            try:
+                for action in spec.policy.actions():
+                    await action.prepare()
+            except PolicyError as error:
+                raise TunnelConfigError(str(error)) from None
+        if spec.internal:
+            key = internal_key(spec.internal_url)
+            if key is None:
+                raise TunnelConfigError(f"invalid internal endpoint URL {spec.internal_url!r}")
+            if key in self._internal:
+                raise TunnelExists(f"the internal endpoint {spec.internal_url} is already running")
         context: TunnelContext | None = None
         tcp_connections: set[PublicSide] = set()
         if spec.proto in ("http", "https"):
@@ -128,15 +172,31 @@ class Engine:
                 idle_timeout=self.idle_timeout,
                 response_head_limit=self.response_head_limit,
             )
+            context.find_internal = self._find_internal_http
             http_context = context
 
             def factory() -> asyncio.Protocol:
                 return ClientConnection(http_context)
         else:
+            endpoint_facts: list[EndpointFacts] = []  # set once the listener is bound
 
             def factory() -> asyncio.Protocol:
-                return PublicSide(spec, metrics, tcp_connections)
+                return PublicSide(spec, metrics, tcp_connections, endpoint_facts[0], self.find_internal)
 
+        if spec.internal:
+            tunnel = RunningTunnel(
+                spec=spec,
+                tunnel_id=uuid.uuid4().hex,
+                public_url=spec.internal_url,
+                metrics=metrics,
+                server=None,
+                http=context,
+                tcp_connections=tcp_connections,
+            )
+            self._set_endpoint(tunnel, context, None)
+            self._internal[internal_key(spec.internal_url)] = tunnel  # type: ignore[index]
+            self._tunnels[spec.name] = tunnel
+            return tunnel
         try:
             server = await loop.create_server(
                 factory,
@@ -163,8 +223,27 @@ class Engine:
             http=context,
             tcp_connections=tcp_connections,
         )
+        facts = self._set_endpoint(tunnel, context, port)
+        if context is None:
+            endpoint_facts.append(facts)
         self._tunnels[spec.name] = tunnel
         return tunnel
+
+    @staticmethod
+    def _set_endpoint(tunnel: RunningTunnel, context: TunnelContext | None, port: int | None) -> EndpointFacts:
+        parts = urlsplit(tunnel.public_url)
+        facts = EndpointFacts(
+            id=tunnel.tunnel_id,
+            name=tunnel.name,
+            url=tunnel.public_url,
+            host=parts.hostname or "",
+            port=port if port is not None else (parts.port or (443 if parts.scheme in ("https", "tls") else 80)),
+            protocol=tunnel.spec.proto,
+            upstream_url=tunnel.spec.addr,
+        )
+        if context is not None:
+            context.endpoint = facts
+        return facts
 
     def _public_tls(self, spec: TunnelSpec) -> ssl.SSLContext | None:
         if not spec.public_tls:
@@ -182,14 +261,20 @@ class Engine:
 
     async def stop_tunnel(self, name: str) -> RunningTunnel:
         tunnel = self._tunnels.pop(name)  # KeyError: not running
-        tunnel.server.close()
+        if tunnel.spec.internal:
+            self._internal.pop(internal_key(tunnel.spec.internal_url), None)  # type: ignore[arg-type]
+        if tunnel.server is not None:
+            tunnel.server.close()
+        if tunnel.spec.policy is not None:
+            tunnel.spec.policy.close()
         if tunnel.http is not None:
             for connection in list(tunnel.http.connections):
                 connection.abort()
             tunnel.http.pool.close()
         for side in list(tunnel.tcp_connections):
             side.abort()
-        await tunnel.server.wait_closed()
+        if tunnel.server is not None:
+            await tunnel.server.wait_closed()
         return tunnel
 
     async def close(self) -> None:
@@ -211,11 +296,15 @@ class Engine:
                 if tunnel.http is not None:
                     tunnel.http.sweep()
 
-    async def replay(self, raw: bytes, tunnel_name: str, *, replay_of: str = "") -> CaptureRecord:
+    async def replay(
+        self, raw: bytes, tunnel_name: str, *, replay_of: str = "", through_policy: bool = False
+    ) -> CaptureRecord:
         """Send stored request bytes straight to the tunnel's local service and capture the result.
 
-        Tunnel policies (basic auth, header rules) are not applied: the bytes already went through
-        them once. Returns when the new capture is stored.
+        The tunnel's Traffic Policy is bypassed, as ngrok's inspector does: the bytes already went
+        through it once. With `through_policy`, its on_http_request phase runs first (as for a
+        client on 127.0.0.1): its answer is the replay's, or its changes go upstream; the trace is
+        kept in the new capture. Returns when the new capture is stored.
 
         Raises KeyError when the tunnel is not running here, ReplayRefused when `raw` is not one
         whole request.
@@ -235,9 +324,16 @@ class Engine:
         )
         record.add_request(raw)
         started = time.perf_counter_ns()
+        spec = tunnel.spec
+        answer: bytes | None = None
+        if through_policy and spec.policy is not None and tunnel.http is not None:
+            raw, spec, answer = self._replay_policy(raw, tunnel.http, record)
         try:
-            timeout = tunnel.spec.response_timeout or self.upstream_timeout
-            status = await asyncio.wait_for(self._exchange(tunnel.spec, raw, record), timeout)
+            timeout = spec.response_timeout or self.upstream_timeout
+            if answer is not None:
+                status = record.status_code or 0
+            else:
+                status = await asyncio.wait_for(self._exchange(spec, raw, record), timeout)
         except TimeoutError:
             status = _fail(record, 504, "the local service did not answer in time")
         except OSError as error:
@@ -251,6 +347,46 @@ class Engine:
         if self.sink is not None:
             await self.sink.stored(record)
         return record
+
+    def _replay_policy(
+        self, raw: bytes, context: TunnelContext, record: CaptureRecord
+    ) -> tuple[bytes, TunnelSpec, bytes | None]:
+        """Run on_http_request on replayed bytes: (bytes to send, whose service, the agent's answer)."""
+        events = RequestParser().feed(raw)
+        head = next(event for event in events if isinstance(event, RequestHead))
+        body = b"".join(event.data for event in events if isinstance(event, Body))
+        conn = ConnFacts(client_ip="127.0.0.1", client_port=0, server_ip="127.0.0.1", server_port=0, start=time.time())
+        state = ExchangePolicy.start(
+            context.spec.policy,  # type: ignore[arg-type]
+            endpoint=context.endpoint,
+            conn=conn,
+            request=request_facts(head, scheme=context.public_scheme, start=time.time()),
+            trace=record.policy_trace,
+        )
+        state.request.body = body
+        outcome = state.run(REQUEST)
+        spec = context.spec
+        if isinstance(outcome, ForwardInternal):
+            target = self.find_internal(outcome.url)
+            if target is not None:
+                spec, outcome = target.spec, None
+            elif outcome.on_error == "continue":
+                outcome = None
+            else:
+                outcome = Respond(404, [("ngrok-error-code", "ERR_NGROK_3200")], b"The internal endpoint is offline.\n")
+        if isinstance(outcome, Respond):
+            page = answer_bytes(outcome, keep_alive=False, head_only=head.method == b"HEAD")
+            record.add_response(page)
+            record.status_code = outcome.status
+            return raw, spec, page
+        if isinstance(outcome, CloseConnection):
+            record.status_code = 444
+            record.response_raw = bytearray()
+            record.mark_incomplete(response=True, reason="the traffic policy closed the connection (close-connection)")
+            return raw, spec, b""
+        changed = policy_head(head, state.request)
+        start = raw.find(b"\r\n\r\n") + 4
+        return request_head_bytes(changed) + raw[start:], spec, None
 
     async def _exchange(self, spec: TunnelSpec, raw: bytes, record: CaptureRecord) -> int:
         upstream = spec.upstream
@@ -279,6 +415,20 @@ class Engine:
                     return parser.status
         finally:
             writer.close()
+
+
+def internal_key(url: str) -> tuple[str, int] | None:
+    """(host, port) of an internal endpoint URL: `https://api.internal` -> ("api.internal", 443)."""
+    text = url if "://" in url else f"https://{url}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    default = {"http": 80, "https": 443, "tls": 443}.get(parts.scheme.lower(), 0)
+    return parts.hostname.lower(), port or default
 
 
 def _fail(record: CaptureRecord, status: int, detail: str) -> int:

@@ -7,7 +7,7 @@ States: each side moves forward only.
 
   response   AWAITING --first byte from the service--> STARTED --end of response--> FINISHED
                |                                          `--101 to its Upgrade--> UPGRADED (raw pipe)
-               |--an access check refuses--> REFUSED  (401/403: never forwarded, not captured)
+               |--the Traffic Policy answers--> REFUSED  (custom-response, deny, 401...: never forwarded)
                `--the service fails first--> FAILED   (the agent's 502/504, recorded as the response)
 
   The agent's own answers (REFUSED, FAILED) sort below AWAITING, the service's (STARTED, UPGRADED,
@@ -34,6 +34,16 @@ Rules:
   after answering HTTP/1.0 even when its answer does not say so). The public connection stays
   open only if the client asked, the request was read whole and no Upgrade was declined.
 - Every upstream leaves the exchange through FlowControl.detach (pauses undone both ways).
+- Traffic Policy (only for an endpoint that has one; the rest pay one `is None` test): the
+  request phase runs when the exchange begins, on the request head, or once the whole body is in
+  when an action needs it (verify-webhook; up to `policy_body_limit` bytes, else 413). Its changes
+  go upstream (http_policy.policy_head); its answer (REFUSED) is captured with the request as
+  received and the rest of the body read into the capture; close-connection closes without an
+  answer (recorded as 444, nginx's "closed without response"); forward-internal sends the request
+  to an internal endpoint's service through that endpoint's own policy (`route`). The response
+  phase runs on the final response head: changed fields are written back, a custom-response
+  replaces the service's answer (its connection is closed, not reused). Each capture keeps the
+  steps in `policy_trace`.
 - The capture is handed to the sink when the exchange begins (head first, then the body bytes
   that waited) and once more when it completes. It says whether each message crossed whole: a
   request the client cut or the answer overtook, a response cut by either side; a client that
@@ -48,14 +58,27 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .access import LocalAnswer, check_request
 from .capture_record import CaptureRecord
+from .exchange_policy import ExchangePolicy
 from .flow_control import WAITING
-from .http1 import CLIENT_CLOSED_REQUEST, LAST_CHUNK, RequestHead, chunk, error_response, forwarded_head
+from .http1 import (
+    CLIENT_CLOSED_REQUEST,
+    LAST_CHUNK,
+    RequestHead,
+    chunk,
+    error_response,
+    final_head_span,
+    forwarded_head,
+    parse_stored_head,
+)
+from .http_policy import answer_bytes, policy_head, request_facts, request_head_bytes, response_head_bytes
+from .policy.actions.base import REQUEST, RESPONSE
+from .policy.facts import ResponseFacts
+from .policy.outcomes import CloseConnection, ForwardInternal, Outcome, Respond
 from .upstream_dial import dial_error
 
 if TYPE_CHECKING:
-    from .http_proxy import ClientConnection
+    from .http_proxy import ClientConnection, TunnelContext
     from .upstream import UpstreamConnection
 
 log = logging.getLogger(__name__)
@@ -67,6 +90,11 @@ RETRY_KEEP_BYTES = 64 * 1024
 # Methods a request may be sent twice with (Go's Transport rule); others need an Idempotency-Key.
 _REPLAYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
+# nginx's status for a connection closed without a response (close-connection).
+CLOSED_WITHOUT_RESPONSE = 444
+# forward-internal hops followed at most (an internal endpoint may forward again).
+MAX_INTERNAL_HOPS = 5
+
 
 class RequestState(enum.IntEnum):
     RECEIVING = 0  # head read; body bytes may still come
@@ -74,7 +102,7 @@ class RequestState(enum.IntEnum):
 
 
 class ResponseState(enum.IntEnum):
-    REFUSED = -2  # answered by an access check; never forwarded
+    REFUSED = -2  # answered by the Traffic Policy; never forwarded
     FAILED = -1  # the service failed before answering: the agent's error page
     AWAITING = 0
     STARTED = 1  # the service's bytes are being forwarded
@@ -95,14 +123,19 @@ class Exchange:
         "answered_early",
         "buffered",
         "client",
+        "final_head_due",
         "forwarded",
+        "gathered_size",
+        "gathering",
         "head",
         "held",
+        "policy",
         "record",
         "recorded",
         "request",
         "response",
         "retried",
+        "route",
         "sent",
         "sent_size",
         "started_ns",
@@ -130,30 +163,104 @@ class Exchange:
         # What went upstream so far, kept (up to RETRY_KEEP_BYTES) until the response starts.
         self.sent: list[bytes] | None = []
         self.sent_size = 0
+        # Traffic Policy: the exchange's run (from `begin`), the endpoint whose service answers
+        # (forward-internal changes it), the body read whole for an action that needs it, and
+        # whether the response phase waits for the final response head.
+        ctx = client.ctx
+        self.policy: ExchangePolicy | None = None
+        self.route: TunnelContext = ctx
+        policy = ctx.policy
+        self.gathering: list[bytes] | None = [] if policy is not None and policy.needs_request_body else None
+        self.gathered_size = 0
+        self.final_head_due = False
 
     def __repr__(self) -> str:
         return f"<Exchange {self.head.method.decode('latin-1')} {self.request.name} {self.response.name}>"
 
     # --- the request, as the client sends it ------------------------------------------------
     def begin(self) -> None:
-        """Its turn on the connection: check it, record it, send it to an upstream."""
+        """Its turn on the connection: run the policy, record it, send it to an upstream."""
         client = self.client
         ctx = client.ctx
-        spec = ctx.spec
-        facts = client.facts
-        if facts.checked:
-            answer = check_request(spec, self.head, facts)
-            if answer is not None:
-                self._answer_locally(answer)
+        if ctx.policy is not None:
+            self.policy = ExchangePolicy.start(
+                ctx.policy,
+                endpoint=ctx.endpoint,
+                conn=client.conn,
+                request=request_facts(self.head, scheme=ctx.public_scheme, start=time.time()),
+                trace=self.record.policy_trace if self.record is not None else [],
+                conn_vars=client.conn_vars,
+            )
+            self.policy.trace[:0] = client.conn_trace
+            if self.gathering is not None and self.request is RECEIVING:
+                return  # the policy runs once the whole body is in (request_end)
+            if not self._request_policy():
                 return
-        head = forwarded_head(
-            self.head,
-            client_ip=client.client_ip,
-            scheme=ctx.public_scheme,
-            host_header=ctx.host_header,
-            remove=spec.request_header_remove,
-            add=spec.request_header_add,
-        )
+        self._forward()
+
+    def _request_policy(self) -> bool:
+        """Run on_http_request (and the internal endpoints it forwards to): True to forward."""
+        state = self.policy
+        assert state is not None
+        if self.gathering is not None:
+            if self.gathered_size > self.client.ctx.policy_body_limit:
+                limit = self.client.ctx.policy_body_limit
+                self._policy_outcome(
+                    Respond(
+                        413, [], b"The request body is larger than the %d bytes the traffic policy reads.\n" % limit
+                    )
+                )
+                return False
+            state.request.body = b"".join(self.gathering)
+        outcome: Outcome | None = state.run(REQUEST)
+        hops = 0
+        while isinstance(outcome, ForwardInternal):
+            hops += 1
+            route = self.route.find_internal(outcome.url) if hops <= MAX_INTERNAL_HOPS else None
+            if route is None:
+                if outcome.on_error == "continue":
+                    outcome = None
+                    break
+                outcome = Respond(
+                    404 if hops <= MAX_INTERNAL_HOPS else 508,
+                    [("ngrok-error-code", "ERR_NGROK_3200")],
+                    f"The internal endpoint {outcome.url} is offline.\n".encode("utf-8", "replace"),
+                )
+                break
+            self.route = route
+            if route.policy is None:
+                outcome = None
+                break
+            inner = ExchangePolicy.start(
+                route.policy, endpoint=route.endpoint, conn=self.client.conn, request=state.request, trace=state.trace
+            )
+            inner.scope.vars.update(state.scope.vars)
+            inner.on_response = state.on_response
+            outcome = inner.run(REQUEST)
+            self.policy = state = inner
+        if outcome is None:
+            return True
+        self._policy_outcome(outcome)
+        return False
+
+    def _policy_outcome(self, outcome: Outcome) -> None:
+        if isinstance(outcome, CloseConnection):
+            self._close_by_policy()
+        elif isinstance(outcome, Respond):
+            self._answer_locally(outcome)
+
+    def _forward(self) -> None:
+        client = self.client
+        ctx = client.ctx
+        route = self.route
+        gathered, self.gathering = self.gathering, None
+        head_in = self.head
+        host_header = route.host_header
+        if self.policy is not None:
+            head_in = policy_head(self.head, self.policy.request)
+            if head_in.header(b"host") != self.head.header(b"host"):
+                host_header = None  # the policy set Host (add-headers host): it wins
+        head = forwarded_head(head_in, client_ip=client.client_ip, scheme=ctx.public_scheme, host_header=host_header)
         self.forwarded = head
         record = self.record
         if record is not None:
@@ -164,7 +271,12 @@ class Exchange:
                 record.add_request(payload)
             self.recorded = True
             ctx.sink.record(record)  # type: ignore[union-attr]
-        upstream = ctx.pool.take()
+        if gathered:
+            for data in gathered:
+                self.body(data)
+            if self.request is COMPLETE and self.head.chunked:
+                self._send_last_chunk()
+        upstream = route.pool.take()
         if upstream is not None:
             self._attach(upstream, head)
         else:
@@ -172,9 +284,19 @@ class Exchange:
             ctx.loop.create_task(self._connect(head))
 
     def body(self, data: bytes) -> None:
-        if self.response < AWAITING:
-            return  # answered by the agent: the rest of the request is read and dropped
+        gathering = self.gathering
+        if gathering is not None:
+            # An action needs the whole body before the request may go on (verify-webhook).
+            self.gathered_size += len(data)
+            if self.gathered_size <= self.client.ctx.policy_body_limit:
+                gathering.append(data)
+            return
         payload = chunk(data) if self.head.chunked else data
+        if self.response < AWAITING:
+            # Answered by the agent: the rest of the request is read, captured and dropped.
+            if self.response is REFUSED and self.record is not None and self.recorded:
+                self.record.add_request(payload)
+            return
         record = self.record
         if record is not None and self.recorded:
             record.add_request(payload)  # else `begin` records it after the head
@@ -182,16 +304,27 @@ class Exchange:
 
     def request_end(self) -> None:
         self.request = COMPLETE
+        if self.gathering is not None:
+            if self.policy is None:
+                return  # not begun: `begin` runs the policy with the whole body
+            if self._request_policy():
+                self._forward()
+                return
         if self.response < AWAITING:
+            if self.response is REFUSED and self.head.chunked and self.record is not None and self.recorded:
+                self.record.add_request(LAST_CHUNK)
             if self is self.client.current:
-                self.client.finish(self, keep_alive=self.head.keep_alive)
+                self.client.finish(self, keep_alive=self.head.keep_alive and self.response is REFUSED)
             return
         if self.head.chunked:
-            if self.record is not None and self.recorded:
-                self.record.add_request(LAST_CHUNK)
-            self.send(LAST_CHUNK)
+            self._send_last_chunk()
         if self.upstream is not None:
             self.arm_timeout()
+
+    def _send_last_chunk(self) -> None:
+        if self.record is not None and self.recorded:
+            self.record.add_request(LAST_CHUNK)
+        self.send(LAST_CHUNK)
 
     def send(self, payload: bytes) -> None:
         upstream = self.upstream
@@ -215,17 +348,17 @@ class Exchange:
     # --- the upstream ----------------------------------------------------------------------
     async def _connect(self, head: bytes) -> None:
         client = self.client
-        ctx = client.ctx
+        route = self.route
         try:
-            upstream = await ctx.pool.connect(ctx.upstream_timeout)
+            upstream = await route.pool.connect(route.upstream_timeout)
         except TimeoutError:
             self.fail(504, "timed out connecting to the local service")
             return
         except OSError as error:
-            self.fail(502, dial_error(ctx.spec.upstream.netloc, error))
+            self.fail(502, dial_error(route.spec.upstream.netloc, error))
             return
         if client.closed or self is not client.current:
-            ctx.pool.give_back(upstream)
+            route.pool.give_back(upstream)
             return
         self._attach(upstream, head)
 
@@ -263,8 +396,8 @@ class Exchange:
     def arm_timeout(self) -> None:
         # From the end of the request: an upload may take as long as it takes.
         if self.timeout is None and self.response is AWAITING:
-            ctx = self.client.ctx
-            self.timeout = ctx.loop.call_later(ctx.upstream_timeout, self.response_timed_out)
+            route = self.route
+            self.timeout = route.loop.call_later(route.upstream_timeout, self.response_timed_out)
 
     def response_timed_out(self) -> None:
         if self is self.client.current and self.response is AWAITING:
@@ -275,8 +408,19 @@ class Exchange:
         self.client.ctx.metrics.request_done(time.perf_counter_ns() - self.started_ns)
         if self.record is not None:
             self.record.status_code = status
+        if self.policy is not None:
+            self.policy.response_status(status)
+            self.final_head_due = self.policy.policy.uses(RESPONSE) and status != 101
 
     def response_data(self, data: bytes) -> None:
+        if self.response < AWAITING or self.response is FINISHED:
+            return  # the policy replaced this response, or it is over
+        if self.final_head_due:
+            self.final_head_due = False
+            rewritten = self._response_policy(data)
+            if rewritten is None:
+                return
+            data = rewritten
         if self.response is AWAITING:
             if self.timeout is not None:
                 self.timeout.cancel()
@@ -295,6 +439,8 @@ class Exchange:
             client.transport.write(data)
 
     def response_done(self, *, keep_alive: bool) -> None:
+        if self.response < AWAITING or self.response is FINISHED:
+            return  # the policy replaced this response: its upstream is gone already
         client = self.client
         upstream = self.upstream
         self.upstream = None
@@ -313,7 +459,7 @@ class Exchange:
                 and self.head.version == "1.1"
                 and upstream.idle()
             ):
-                client.ctx.pool.give_back(upstream)
+                self.route.pool.give_back(upstream)
             else:
                 upstream.close()
         # A response before the whole request leaves unread body bytes; an Upgrade the upstream
@@ -410,6 +556,8 @@ class Exchange:
         )
         page = error_response(status, detail)
         client.ctx.metrics.request_done(time.perf_counter_ns() - self.started_ns)
+        if self.policy is not None:
+            self.policy.response_status(status)
         if self.record is not None:
             self.record.restart_response()
             self.record.add_response(page)
@@ -419,13 +567,107 @@ class Exchange:
             client.transport.write(page)
         client.finish(self, keep_alive=False)
 
-    def _answer_locally(self, answer: LocalAnswer) -> None:
-        """Answer without the upstream (REFUSED); the request's end finishes the exchange."""
+    def _answer_locally(self, answer: Respond) -> None:
+        """The policy answers without the upstream (REFUSED); the request's end finishes the
+        exchange. The capture holds the request as received and the answer as sent."""
         self.response = REFUSED
-        self.record = None
-        transport = self.client.transport
-        if transport is not None:
-            transport.write(answer.page(keep_alive=self.head.keep_alive))
+        client = self.client
+        page = answer_bytes(answer, keep_alive=self.head.keep_alive, head_only=self.head.method == b"HEAD")
+        client.ctx.metrics.request_done(time.perf_counter_ns() - self.started_ns)
+        if self.policy is not None:
+            self.policy.response_status(answer.status)
+        self._record_unforwarded(answer.status, page)
+        transport = client.transport
+        if transport is not None and not client.closed:
+            transport.write(page)
+
+    def _record_unforwarded(self, status: int, page: bytes) -> None:
+        """Capture a request that never went upstream, with what the agent did instead."""
+        record = self.record
+        gathered, self.gathering = self.gathering, None
+        if record is None:
+            return
+        record.add_request(request_head_bytes(self.head))
+        for payload in self.buffered:
+            record.add_request(payload)
+        self.buffered = []
+        for data in gathered or ():
+            record.add_request(chunk(data) if self.head.chunked else data)
+        if gathered is not None and self.request is COMPLETE and self.head.chunked:
+            record.add_request(LAST_CHUNK)
+        record.restart_response()
+        if page:
+            record.add_response(page)
+        record.status_code = status
+        self.recorded = True
+        self.client.ctx.sink.record(record)  # type: ignore[union-attr]
+
+    def _close_by_policy(self) -> None:
+        """close-connection: no answer at all; the capture says so."""
+        self.response = REFUSED
+        self._record_unforwarded(CLOSED_WITHOUT_RESPONSE, b"")
+        if self.record is not None:
+            self.record.response_raw = bytearray()
+            self.record.mark_incomplete(
+                response=True, reason="the traffic policy closed the connection (close-connection)"
+            )
+        if self.policy is not None:
+            self.policy.response_status(CLOSED_WITHOUT_RESPONSE)
+        client = self.client
+        if self is client.current:
+            client.current = None
+            self.complete_record()
+        client.close()
+
+    def _response_policy(self, data: bytes) -> bytes | None:
+        """Run on_http_response on the final head at the start of `data`; the bytes to forward
+        instead, or None when the policy replaced the response or closed the connection."""
+        state = self.policy
+        assert state is not None
+        start, end = final_head_span(data)
+        if not end:
+            return data
+        stored = parse_stored_head(data[start:end], response=True)
+        facts = ResponseFacts(
+            status=stored.status, reason=stored.reason, version=stored.version, headers=list(stored.headers)
+        )
+        original = list(stored.headers)
+        outcome = state.run(RESPONSE, facts)
+        if isinstance(outcome, Respond):
+            self._replace_response(outcome)
+            return None
+        if isinstance(outcome, CloseConnection):
+            self._drop_upstream()
+            if self.record is not None:
+                self.record.mark_incomplete(
+                    response=True, reason="the traffic policy closed the connection (close-connection)"
+                )
+            self.response = REFUSED
+            self.complete_record()
+            self.client.close()
+            return None
+        if facts.headers == original and facts.status == stored.status:
+            return data
+        return data[:start] + response_head_bytes(facts, original) + data[end:]
+
+    def _replace_response(self, answer: Respond) -> None:
+        """A custom-response in on_http_response: the service's answer is dropped (its connection
+        closed, never reused) and the agent's goes out instead."""
+        self._drop_upstream()
+        if self.timeout is not None:
+            self.timeout.cancel()
+        client = self.client
+        keep_alive = self.head.keep_alive and self.request is COMPLETE
+        page = answer_bytes(answer, keep_alive=keep_alive, head_only=self.head.method == b"HEAD")
+        if self.record is not None:
+            self.record.restart_response()
+            self.record.add_response(page)
+            self.record.status_code = answer.status
+        self.response = REFUSED
+        if client.transport is not None and not client.closed:
+            client.transport.write(page)
+        if self.request is COMPLETE:
+            client.finish(self, keep_alive=keep_alive)
 
     def abandon(self) -> None:
         """The public side went away: drop the upstream connection, keep what was captured."""

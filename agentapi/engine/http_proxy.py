@@ -3,7 +3,8 @@ requests and keeps their exchanges in order.
 
 The parts: an exchange's own progress (forwarding, the response, retries, the capture) is
 http_exchange.py; the connections to the local service and their pool are upstream.py; who paused
-whom is flow_control.py; who may pass is access.py; the bytes themselves are http1.py.
+whom is flow_control.py; the endpoint's Traffic Policy is exchange_policy.py and
+connection_policy.py; the bytes themselves are http1.py.
 
 Rules:
 - Each request head starts an Exchange. One exchange at a time per connection: pipelined requests
@@ -19,6 +20,8 @@ Rules:
 - The bytes after an Upgrade request are held (reading paused) until the service answers: its 101
   turns the connection into a raw pipe both ways; anything else is forwarded and the connection
   closed, so those bytes never go to an upstream that returns to the pool.
+- A connection whose on_tcp_connect phase ends it (deny, restrict-ips, close-connection) is
+  closed before a byte is read.
 - The connection closes after a response when the request asked for it (Connection: close,
   HTTP/1.0 without keep-alive), when the request was not read whole, after an Upgrade, or after
   the agent's own error page.
@@ -33,20 +36,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .access import ConnectionFacts, connection_facts
 from .capture_id import CaptureIdFactory
 from .capture_record import CaptureRecord
 from .capture_sink import CaptureSink
+from .connection_policy import conn_facts, run_connect_phase
 from .flow_control import WAITING, FlowControl
 from .http1 import Body, ProtocolError, RequestEnd, RequestHead, RequestParser, Upgrade, error_response
-from .http_exchange import AWAITING, COMPLETE, RECEIVING, STARTED, Exchange
+from .http_exchange import AWAITING, COMPLETE, RECEIVING, REFUSED, STARTED, Exchange
 from .metrics import TunnelMetrics
+from .policy.document import Policy
+from .policy.facts import ConnFacts, EndpointFacts
+from .policy.trace import TraceEntry
 from .tunnel_spec import TunnelSpec
 from .upstream import UpstreamPool
 
-_NO_FACTS = ConnectionFacts(client_ip="", ip_allowed=False, checked=True)  # before connection_made
+_NO_CONN = ConnFacts(client_ip="", client_port=0, server_ip="", server_port=0, start=0.0)  # before connection_made
+# The most of a request body the policy reads for an action that needs it (verify-webhook).
+POLICY_BODY_LIMIT = 10 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -63,6 +73,11 @@ class TunnelContext:
     idle_timeout: float = 90.0
     response_head_limit: int = 64 * 1024
     public_scheme: str = "http"
+    policy_body_limit: int = POLICY_BODY_LIMIT
+    # The endpoint as policies see it (set once the listener is bound) and how forward-internal
+    # finds an internal endpoint of this agent by URL.
+    endpoint: EndpointFacts = field(init=False)
+    find_internal: Callable[[str], TunnelContext | None] = lambda url: None
     pool: UpstreamPool = field(init=False)
     connections: set[ClientConnection] = field(default_factory=set)
     # Per-request constants, worked out once.
@@ -74,6 +89,13 @@ class TunnelContext:
         self.pool = UpstreamPool(self.spec, response_head_limit=self.response_head_limit)
         self.host_header = self.spec.forward_host
         self.loop = asyncio.get_running_loop()
+        self.endpoint = EndpointFacts(
+            id="", name=self.spec.name, url="", host="", port=0, protocol=self.spec.proto, upstream_url=self.spec.addr
+        )
+
+    @property
+    def policy(self) -> Policy | None:
+        return self.spec.policy
 
     @property
     def inspect(self) -> bool:
@@ -94,7 +116,10 @@ class ClientConnection(asyncio.Protocol):
         self.ctx = context
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
-        self.facts = _NO_FACTS
+        # Traffic Policy: the connection's facts, and what its on_tcp_connect left for each request.
+        self.conn = _NO_CONN
+        self.conn_trace: list[TraceEntry] = []
+        self.conn_vars: dict[str, Any] = {}
         self.parser = RequestParser()
         self.flow = FlowControl()
         self.current: Exchange | None = None
@@ -117,9 +142,15 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = time.monotonic()
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        self.facts = connection_facts(self.ctx.spec, self.client_ip)
         self.ctx.connections.add(self)
         self.ctx.metrics.conn_opened()
+        policy = self.ctx.policy
+        if policy is not None:
+            self.conn = conn_facts(transport)
+            connect = run_connect_phase(policy, self.conn, self.ctx.endpoint)
+            self.conn_trace, self.conn_vars = connect.trace, connect.vars
+            if connect.outcome is not None:
+                self.close()  # on_tcp_connect refused it: nothing is read
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -276,11 +307,9 @@ class ClientConnection(asyncio.Protocol):
                 if exchange.held is not None:
                     self.holding = exchange
                 exchange.begin()
-                if exchange.response < AWAITING and exchange.request is COMPLETE:
-                    self.current = None  # answered by the agent on the spot
-                    if not exchange.head.keep_alive:
-                        self.close()
-                        return
+                if exchange.response < AWAITING and exchange.request is COMPLETE and exchange is self.current:
+                    # Answered by the agent on the spot: `finish` records it and closes if asked.
+                    self.finish(exchange, keep_alive=exchange.head.keep_alive and exchange.response is REFUSED)
         finally:
             self.advancing = False
 

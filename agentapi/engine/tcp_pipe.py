@@ -9,6 +9,10 @@ Rules:
 - An EOF is passed on as a half-close; the pipe closes once both directions are done.
 - A connection counts in the metrics once the local dial succeeded (go-metrics `conns`); its
   lifetime is recorded at close.
+- Traffic Policy: on_tcp_connect runs before the dial (connection_policy.py). deny, restrict-ips
+  and close-connection close the connection unread; forward-internal dials the internal TCP/TLS
+  endpoint's service instead (404-less: an unknown internal URL closes the connection, or, with
+  `on_error: continue`, dials this tunnel's own service).
 """
 
 from __future__ import annotations
@@ -16,9 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
+from .connection_policy import conn_facts, run_connect_phase
 from .metrics import TunnelMetrics
-from .tunnel_spec import TunnelSpec
+from .policy.facts import EndpointFacts
+from .policy.outcomes import ForwardInternal
+from .tunnel_spec import TunnelSpec, Upstream
 from .upstream_dial import dial
 
 log = logging.getLogger(__name__)
@@ -99,21 +108,51 @@ class _Side(asyncio.Protocol):
 
 
 class PublicSide(_Side):
-    def __init__(self, spec: TunnelSpec, metrics: TunnelMetrics, connections: set[PublicSide]) -> None:
+    def __init__(
+        self,
+        spec: TunnelSpec,
+        metrics: TunnelMetrics,
+        connections: set[PublicSide],
+        endpoint: EndpointFacts | None = None,
+        find_internal: Callable[[str], Any] | None = None,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.metrics = metrics
         self.connections = connections
+        self.endpoint = endpoint
+        # forward-internal: url -> a RunningTunnel of this agent (its spec says where to dial)
+        self.find_internal = find_internal
         self.opened_ns = 0
         self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.connections.add(self)
-        asyncio.get_running_loop().create_task(self._dial())
-
-    async def _dial(self) -> None:
         upstream = self.spec.upstream
+        policy = self.spec.policy
+        if policy is not None and self.endpoint is not None:
+            connect = run_connect_phase(policy, conn_facts(transport), self.endpoint)
+            outcome = connect.outcome
+            if isinstance(outcome, ForwardInternal):
+                target = self.find_internal(outcome.url) if self.find_internal is not None else None
+                if target is not None:
+                    upstream = target.spec.upstream
+                elif outcome.on_error != "continue":
+                    log.info(
+                        "tunnel %s: forward-internal to %s: no such internal endpoint", self.spec.name, outcome.url
+                    )
+                    self.close()
+                    return
+            elif outcome is not None:
+                log.info(
+                    "tunnel %s: the traffic policy closed a connection from %s", self.spec.name, connect.conn.client_ip
+                )
+                self.close()
+                return
+        asyncio.get_running_loop().create_task(self._dial(upstream))
+
+    async def _dial(self, upstream: Upstream) -> None:
         try:
             _, local = await asyncio.wait_for(dial(_Side, upstream.host, upstream.port, ssl_context=None), DIAL_TIMEOUT)
         except (OSError, TimeoutError) as error:
