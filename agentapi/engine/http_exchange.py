@@ -75,6 +75,8 @@ from .http_policy import answer_bytes, policy_head, request_facts, request_head_
 from .policy.actions.base import REQUEST, RESPONSE
 from .policy.facts import ResponseFacts
 from .policy.outcomes import CloseConnection, ForwardInternal, Outcome, Respond
+from .policy.response_compression import compressed_head
+from .response_transform import CompressedBody
 from .upstream_dial import dial_error
 
 if TYPE_CHECKING:
@@ -140,6 +142,7 @@ class Exchange:
         "sent_size",
         "started_ns",
         "timeout",
+        "transform",
         "upstream",
     )
 
@@ -173,6 +176,7 @@ class Exchange:
         self.gathering: list[bytes] | None = [] if policy is not None and policy.needs_request_body else None
         self.gathered_size = 0
         self.final_head_due = False
+        self.transform: CompressedBody | None = None  # compress-response at work
 
     def __repr__(self) -> str:
         return f"<Exchange {self.head.method.decode('latin-1')} {self.request.name} {self.response.name}>"
@@ -421,6 +425,8 @@ class Exchange:
             if rewritten is None:
                 return
             data = rewritten
+        elif self.transform is not None:
+            data = self.transform.feed(data)
         if self.response is AWAITING:
             if self.timeout is not None:
                 self.timeout.cancel()
@@ -444,6 +450,14 @@ class Exchange:
         client = self.client
         upstream = self.upstream
         self.upstream = None
+        if self.transform is not None:
+            tail = self.transform.end()
+            if self.record is not None:
+                self.record.add_response(tail)
+            if client.transport is not None and not client.closed:
+                client.transport.write(tail)
+            if self.transform.close_delimited:
+                keep_alive = False  # an HTTP/1.0 client reads the compressed body to the close
         self.response = FINISHED
         if upstream is not None:
             upstream.end()
@@ -646,6 +660,15 @@ class Exchange:
             self.complete_record()
             self.client.close()
             return None
+        coding = state.compress
+        if coding is not None and self.head.method != b"HEAD" and facts.status not in (204, 304):
+            compressed = compressed_head(facts.headers, coding, client_version=self.head.version)
+            self.transform = CompressedBody(coding, chunked=compressed.chunked)
+            facts.headers = compressed.headers
+            # response_head_bytes keeps the framing it is given: here the compressed body's own.
+            framing = [(name, value) for name, value in compressed.headers if name.lower() == "transfer-encoding"]
+            head = response_head_bytes(facts, framing)
+            return data[:start] + head + self.transform.feed(data[start:])
         if facts.headers == original and facts.status == stored.status:
             return data
         return data[:start] + response_head_bytes(facts, original) + data[end:]
