@@ -4,6 +4,11 @@ Version 2 keeps agent settings at the top level; version 3 keeps them under `age
 accepted too). `tunnels:` is a map name -> definition; v3 `endpoints:` is a list of endpoint
 definitions with a `name`. Cloud-only settings (authtoken, region, api_key, ...) are accepted and
 ignored with a log line; keys nobody knows are refused, as ngrok does.
+
+Traffic Policy (`agent/config/v3.mdx`): an endpoint (or tunnel) gives `traffic_policy` inline, as
+an object or YAML/JSON text, or `traffic_policy_file`: the path of a YAML or JSON file, read here
+(relative paths from the config file's directory: ours) into `traffic_policy` as its text, so a
+missing file fails `config check` and start-up with its path named. Both at once are refused.
 """
 
 from __future__ import annotations
@@ -106,14 +111,40 @@ def _merge(config: AgentConfig, document: dict[str, Any], path: Path) -> None:
     for name, definition in tunnels.items():
         if not isinstance(definition, dict):
             raise ConfigFileError(f"{path}: tunnel {name!r} must be a mapping")
-        config.tunnels[str(name)] = definition
+        config.tunnels[str(name)] = _with_policy_file(definition, path, f"tunnel {name!r}")
     endpoints = document.get("endpoints") or []
     if not isinstance(endpoints, list):
         raise ConfigFileError(f"{path}: endpoints must be a list")
     for endpoint in endpoints:
         if not isinstance(endpoint, dict) or not endpoint.get("name"):
             raise ConfigFileError(f"{path}: every endpoint needs a name")
-        config.endpoints[str(endpoint["name"])] = endpoint
+        config.endpoints[str(endpoint["name"])] = _with_policy_file(endpoint, path, f"endpoint {endpoint['name']!r}")
+
+
+def _with_policy_file(definition: dict[str, Any], path: Path, what: str) -> dict[str, Any]:
+    """The definition with `traffic_policy_file` read into `traffic_policy` (the file's text)."""
+    if definition.get("traffic_policy_file") is None:
+        return {key: value for key, value in definition.items() if key != "traffic_policy_file"}
+    policy_path = definition["traffic_policy_file"]
+    if not isinstance(policy_path, str) or not policy_path:
+        raise ConfigFileError(f"{path}: {what}: traffic_policy_file must be a file path")
+    if definition.get("traffic_policy") not in (None, ""):
+        raise ConfigFileError(f"{path}: {what}: give traffic_policy or traffic_policy_file, not both")
+    text = read_policy_file(path.parent / Path(policy_path).expanduser(), f"{path}: {what}: traffic_policy_file")
+    rest = {key: value for key, value in definition.items() if key != "traffic_policy_file"}
+    return {**rest, "traffic_policy": text}
+
+
+def read_policy_file(path: Path, what: str) -> str:
+    """A Traffic Policy file's text (YAML or JSON, UTF-8); ConfigFileError naming `what` and the path."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(f"{what}: {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{what}: {path} is not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigFileError(f"{what}: cannot read {path}: {error.strerror or error}") from None
 
 
 def _set_local(config: AgentConfig, key: str, value: Any, path: Path) -> None:

@@ -89,16 +89,19 @@ def tunnel_definition(body: Any) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key not in CLIENT_OPTION_KEYS}
 
 
-def endpoint_definition(body: Any, *, name: str | None = None, policy_object: bool = False) -> dict[str, Any]:
+def endpoint_definition(body: Any, *, name: str | None = None, config_file: bool = False) -> dict[str, Any]:
     """An endpoint body as a tunnel definition (unknown keys are left for the tunnel checks).
 
-    `policy_object`: `traffic_policy` may be an object too (a v3 config file's endpoints); the
-    API takes a string only. Raises TunnelConfigError.
+    `config_file`: a v3 config file's endpoint, where YAML gives `traffic_policy` as an object and
+    `upstream.url: 8080` as a number (`agent/config/v3.mdx`'s own examples); the API takes strings.
+    Raises TunnelConfigError.
     """
     if not isinstance(body, dict):
         raise TunnelConfigError("the request body must be a JSON object")
     body = tunnel_definition(body)
     upstream = body.get("upstream")
+    if config_file and isinstance(upstream, dict) and type(upstream.get("url")) is int:
+        upstream = body["upstream"] = {**upstream, "url": str(upstream["url"])}
     if not isinstance(upstream, dict) or not upstream.get("url"):
         raise TunnelConfigError("upstream.url is required")
     if set(upstream) - set(_UPSTREAM_TYPES):
@@ -109,7 +112,7 @@ def endpoint_definition(body: Any, *, name: str | None = None, policy_object: bo
         if key in body:
             raise TunnelConfigError(f"field {key} not found in type config.Endpoint")
     for key, kind in _ENDPOINT_TYPES.items():
-        if key == "traffic_policy" and policy_object and isinstance(body.get(key), dict):
+        if key == "traffic_policy" and config_file and isinstance(body.get(key), dict):
             continue
         _check_type(key, body.get(key), kind)
     for key, kind in _UPSTREAM_TYPES.items():

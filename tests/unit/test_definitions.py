@@ -70,10 +70,14 @@ def test_traffic_policy_pooling_and_bindings_ride_along_as_given_for_the_tunnel_
     )
 
 
-def test_a_config_file_endpoint_may_give_its_policy_as_an_object() -> None:
+def test_a_config_file_endpoint_may_give_its_policy_as_an_object_and_its_upstream_as_a_port_number() -> None:
+    # agent/config/v3.mdx's own example: `traffic_policy:` a YAML mapping, `upstream: {url: 8080}`.
     policy = {"on_http_request": [{"actions": [{"type": "deny"}]}]}
-    body = {"upstream": {"url": "80"}, "traffic_policy": policy}
-    assert endpoint_definition(body, policy_object=True)["traffic_policy"] == policy
+    body = {"upstream": {"url": 8080}, "traffic_policy": policy}
+    definition = endpoint_definition(body, config_file=True)
+    assert (definition["traffic_policy"], definition["addr"]) == (policy, "8080")
+    with pytest.raises(TunnelConfigError):
+        endpoint_definition(body)  # the API takes strings
 
 
 @pytest.mark.parametrize(
