@@ -8,6 +8,11 @@ PolicyError refuses the tunnel as a bad definition), and the policy is closed wh
 stops. An internal endpoint (`spec.internal`: a `.internal` URL or `bindings: [internal]`) has no
 listener: it is registered by its URL and reached only through forward-internal (ngrok's
 `universal-gateway/internal-endpoints`).
+
+Pooling (ngrok's `universal-gateway/endpoint-pooling`): endpoints that all set `pooling_enabled`
+and ask for the same listen address share one listener; each new connection goes to the next
+member in turn (round robin), and the listener closes with its last member. An endpoint without
+`pooling_enabled` on a taken address is refused, as ngrok refuses a second endpoint on one URL.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -83,10 +89,27 @@ class RunningTunnel:
     server: asyncio.AbstractServer | None  # None for an internal endpoint
     http: TunnelContext | None = None
     tcp_connections: set[PublicSide] = field(default_factory=set)
+    pool: ListenerPool | None = None  # pooling_enabled: the listener it shares
+    factory: Callable[[], asyncio.Protocol] | None = None  # a connection for this tunnel
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+
+@dataclass(eq=False)
+class ListenerPool:
+    """One listener shared by pooled endpoints; connections go to the members in turn."""
+
+    server: asyncio.AbstractServer | None = None
+    members: list[RunningTunnel] = field(default_factory=list)
+    turn: int = 0
+
+    def connection(self) -> asyncio.Protocol:
+        member = self.members[self.turn % len(self.members)]
+        self.turn += 1
+        assert member.factory is not None
+        return member.factory()
 
 
 class Engine:
@@ -112,6 +135,7 @@ class Engine:
         self.ids = CaptureIdFactory()
         self._tunnels: dict[str, RunningTunnel] = {}
         self._internal: dict[tuple[str, int], RunningTunnel] = {}  # by (host, port) of the internal URL
+        self._pools: dict[tuple[str, int], ListenerPool] = {}  # pooled listeners by (host, port)
         self._ticker: asyncio.Task[None] | None = None
         self._starting: set[str] = set()
 
@@ -197,9 +221,16 @@ class Engine:
             self._internal[internal_key(spec.internal_url)] = tunnel  # type: ignore[index]
             self._tunnels[spec.name] = tunnel
             return tunnel
+        if spec.pooling_enabled and spec.listen_port:
+            joined = self._join_pool(spec, metrics, context, tcp_connections, factory)
+            if joined is not None:
+                if context is None:
+                    endpoint_facts.append(self._set_endpoint(joined, None, spec.listen_port))
+                return joined
+        pool = ListenerPool() if spec.pooling_enabled else None
         try:
             server = await loop.create_server(
-                factory,
+                pool.connection if pool is not None else factory,
                 spec.listen_host,
                 spec.listen_port,
                 reuse_address=True,
@@ -222,10 +253,47 @@ class Engine:
             server=server,
             http=context,
             tcp_connections=tcp_connections,
+            pool=pool,
+            factory=factory,
         )
+        if pool is not None:
+            pool.server = server
+            pool.members.append(tunnel)
+            self._pools[(spec.listen_host, port)] = pool
         facts = self._set_endpoint(tunnel, context, port)
         if context is None:
             endpoint_facts.append(facts)
+        self._tunnels[spec.name] = tunnel
+        return tunnel
+
+    def _join_pool(
+        self,
+        spec: TunnelSpec,
+        metrics: TunnelMetrics,
+        context: TunnelContext | None,
+        tcp_connections: set[PublicSide],
+        factory: Callable[[], asyncio.Protocol],
+    ) -> RunningTunnel | None:
+        """Join the pooled listener on the spec's address, if there is one (same protocol only)."""
+        pool = self._pools.get((spec.listen_host, spec.listen_port))
+        if pool is None or not pool.members:
+            return None
+        first = pool.members[0]
+        if first.spec.proto != spec.proto or first.spec.public_tls != spec.public_tls:
+            raise TunnelStartError(f"the pooled endpoint {first.public_url} is {first.spec.proto}, not {spec.proto}")
+        tunnel = RunningTunnel(
+            spec=spec,
+            tunnel_id=uuid.uuid4().hex,
+            public_url=first.public_url,
+            metrics=metrics,
+            server=pool.server,
+            http=context,
+            tcp_connections=tcp_connections,
+            pool=pool,
+            factory=factory,
+        )
+        pool.members.append(tunnel)
+        self._set_endpoint(tunnel, context, spec.listen_port)
         self._tunnels[spec.name] = tunnel
         return tunnel
 
@@ -263,8 +331,15 @@ class Engine:
         tunnel = self._tunnels.pop(name)  # KeyError: not running
         if tunnel.spec.internal:
             self._internal.pop(internal_key(tunnel.spec.internal_url), None)  # type: ignore[arg-type]
-        if tunnel.server is not None:
-            tunnel.server.close()
+        closing = tunnel.server
+        if tunnel.pool is not None:
+            tunnel.pool.members.remove(tunnel)
+            if tunnel.pool.members:
+                closing = None  # the other members keep the listener
+            else:
+                self._pools = {key: pool for key, pool in self._pools.items() if pool is not tunnel.pool}
+        if closing is not None:
+            closing.close()
         if tunnel.spec.policy is not None:
             tunnel.spec.policy.close()
         if tunnel.http is not None:
@@ -273,8 +348,8 @@ class Engine:
             tunnel.http.pool.close()
         for side in list(tunnel.tcp_connections):
             side.abort()
-        if tunnel.server is not None:
-            await tunnel.server.wait_closed()
+        if closing is not None:
+            await closing.wait_closed()
         return tunnel
 
     async def close(self) -> None:

@@ -505,3 +505,40 @@ def test_pyngroks_documented_circuit_breaker_example_works(tmp_path: Path, servi
         assert _get(url + "/x", headers={"Authorization": f"Basic {good}"})[0] == 200
     finally:
         agent.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_pooled_endpoints_share_one_url_in_turn(policy_agent: AgentProcess, service: ThreadingHTTPServer) -> None:
+    port = _free_port()
+    names = []
+    for label in ("a", "b"):
+        name = f"pool-{label}-{next(_names)}"
+        names.append(name)
+        response = policy_agent.api(
+            "POST",
+            "/api/endpoints",
+            {
+                "name": name,
+                "url": f"http://127.0.0.1:{port}",
+                "upstream": {"url": str(service.server_address[1])},
+                "pooling_enabled": True,
+                "traffic_policy": "on_http_response:\n  - actions:\n      - type: add-headers\n"
+                f"        config:\n          headers:\n            x-member: {label}\n",
+            },
+        )
+        assert response.status_code == 201, response.text
+    members = [_get(f"http://127.0.0.1:{port}/p{i}", headers={"Connection": "close"})[1]["x-member"] for i in range(6)]
+    assert sorted(members) == ["a", "a", "a", "b", "b", "b"]
+    refused = policy_agent.api(
+        "POST",
+        "/api/endpoints",
+        {"name": f"solo-{next(_names)}", "url": f"http://127.0.0.1:{port}", "upstream": {"url": "8080"}},
+    )
+    assert refused.status_code >= 400
+    assert policy_agent.api("DELETE", f"/api/endpoints/{names[0]}").status_code == 204
+    assert {_get(f"http://127.0.0.1:{port}/q{i}")[1]["x-member"] for i in range(3)} == {"b"}
