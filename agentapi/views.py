@@ -328,8 +328,8 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         summary="Replay a captured request",
         description=(
             "Straight to the tunnel's local service, bypassing its Traffic Policy as ngrok's inspector does."
-            " Ours: `through_policy: true` sends it through the tunnel's public address instead, so the"
-            " policy runs on it again (and is recorded in the new capture's `traffic_policy`)."
+            " Ours: `through_policy: true` runs the tunnel's on_http_request rules on it first, as for a"
+            " client on 127.0.0.1 (its answer or changes, and the steps in the new capture's `traffic_policy`)."
         ),
         request={"application/json": doc.ref("Replay")},
         responses=doc.responses(

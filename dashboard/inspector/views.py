@@ -195,8 +195,8 @@ def replay_seed(request: HttpRequest, capture_id: str) -> JsonResponse:
 
 @require_POST
 def replay(request: HttpRequest) -> JsonResponse:
-    """Send an edited request to a tunnel's local service (or, with `through_policy`, through its
-    public address and Traffic Policy); answers once the new capture is stored."""
+    """Send an edited request to a tunnel's local service (with `through_policy`, through its
+    Traffic Policy first); answers once the new capture is stored."""
     try:
         data: Any = json.loads(request.body or b"{}")
         edit = parse_edit(data)
@@ -204,7 +204,7 @@ def replay(request: HttpRequest) -> JsonResponse:
         return _error(400, "a JSON body is expected")
     except ReplayRequestError as error:
         return _error(400, str(error))
-    # Through the tunnel's public address, so its Traffic Policy runs (default: bypassed, as ngrok).
+    # Through the tunnel's Traffic Policy first (default: bypassed, as ngrok's inspector does).
     through_policy = data.get("through_policy", False)
     if not isinstance(through_policy, bool):
         return _error(400, "through_policy must be true or false")

@@ -41,7 +41,7 @@ export function renderDetail(container, detail, actions) {
           type: "button",
           id: "replay-policy-button",
           onclick: actions.replayThroughPolicy,
-          title: "Replay through the tunnel's public address, so its Traffic Policy runs again",
+          title: "Replay, running the tunnel's Traffic Policy on it first (plain Replay bypasses it, as ngrok's does)",
         },
         "Replay through policy",
       ),

@@ -292,8 +292,8 @@ function move(step) {
 }
 
 // --- actions -------------------------------------------------------------------------------
-// Replay goes straight to the local service, as ngrok's inspector does; "through policy" sends
-// it to the tunnel's public address instead, so the endpoint's Traffic Policy runs on it again.
+// Replay goes straight to the local service, as ngrok's inspector does; "through policy" runs the
+// tunnel's Traffic Policy on it first (its on_http_request rules, as for a client on 127.0.0.1).
 async function replay({ throughPolicy = false } = {}) {
   if (!selectedId) return;
   const body = throughPolicy ? { id: selectedId, through_policy: true } : { id: selectedId };
