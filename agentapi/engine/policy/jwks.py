@@ -157,6 +157,11 @@ class JwksCache:
         self.refreshing = loop.create_task(self._refresh(now))
         return True
 
+    def close(self) -> None:
+        """Stop a refresh that is running (the policy is being replaced or its tunnel stopped)."""
+        if self.refreshing is not None and not self.refreshing.done():
+            self.refreshing.cancel()
+
     async def _refresh(self, started: float) -> None:
         results = await asyncio.gather(
             *(asyncio.to_thread(self._read_keys, source) for source in self.sources), return_exceptions=True

@@ -5,6 +5,7 @@ refuses. Token times are judged by the exchange's clock, which the test sets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -391,6 +392,16 @@ async def test_a_refresh_that_fails_keeps_the_old_keys(keys: Keys, jwks_server: 
     assert validation.keys.refreshing is not None
     await validation.keys.refreshing
     assert validation.run(phase_run(bearer(token(keys.rsa)))) is None
+
+
+async def test_closing_the_action_stops_a_refresh_under_way(keys: Keys, jwks_server: JwksServer) -> None:
+    validation = await ready(config(jwks_server.url))
+    refused(validation.run(phase_run(bearer(token(keys.rsa, kid="rsa-9")))))
+    refreshing = validation.keys.refreshing
+    assert refreshing is not None
+    validation.close()
+    with pytest.raises(asyncio.CancelledError):
+        await refreshing
 
 
 async def test_a_jwks_url_that_cannot_be_read_refuses_the_endpoint_naming_it(jwks_server: JwksServer) -> None:

@@ -140,6 +140,9 @@ class JwtValidation(Action):
         except PolicyError as error:
             raise PolicyError(f"{self.where}.jws.keys: {error}") from None
 
+    def close(self) -> None:
+        self.keys.close()
+
     def run(self, run: PhaseRun) -> Outcome | None:
         now = run.clock()
         self.keys.refresh_if_due(now)
