@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -51,6 +52,16 @@ class TunnelSerializer(serializers.BaseSerializer):
         }
 
 
+def shown_policy(definition: dict[str, Any]) -> str:
+    """An endpoint's `traffic_policy` as ngrok's API shows it: the text it was given ("" for none).
+
+    A config file may give the policy as a YAML mapping (or under its old name `policy`); that one
+    is shown as JSON text, which YAML reads too.
+    """
+    policy = definition.get("traffic_policy") or definition.get("policy") or ""
+    return policy if isinstance(policy, str) else json.dumps(policy)
+
+
 class EndpointSerializer(serializers.BaseSerializer):
     """The 3.30+ view of the same tunnels: `url` instead of `public_url`, an upstream block."""
 
@@ -63,7 +74,7 @@ class EndpointSerializer(serializers.BaseSerializer):
             "url": tunnel.public_url,
             "upstream": {"url": upstream.get("url") or tunnel.addr, "protocol": upstream.get("protocol") or "http1"},
             "inspect": tunnel.inspect,
-            "traffic_policy": definition.get("traffic_policy") or "",
+            "traffic_policy": shown_policy(definition),
             "pooling_enabled": bool(definition.get("pooling_enabled", False)),
         }
         if self.context.get("detail"):

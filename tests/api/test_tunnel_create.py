@@ -126,9 +126,10 @@ def test_a_null_name_gets_a_generated_one(agent) -> None:
 
 
 def test_auth_is_the_2x_spelling_of_basic_auth(agent, upstream: Upstream) -> None:
-    tunnel = agent.start_tunnel(name="private", addr=str(upstream.port), auth="user:secret")
+    # Passwords of 8 to 128 characters, as ngrok's basic-auth action (and its old flag) require.
+    tunnel = agent.start_tunnel(name="private", addr=str(upstream.port), auth="user:password")
     assert requests.get(tunnel["public_url"] + "/x", timeout=10).status_code == 401
-    allowed = requests.get(tunnel["public_url"] + "/x", auth=("user", "secret"), timeout=10)
+    allowed = requests.get(tunnel["public_url"] + "/x", auth=("user", "password"), timeout=10)
     assert allowed.status_code == 200
 
 
