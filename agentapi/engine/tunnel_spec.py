@@ -261,7 +261,6 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
         listen_host, listen_port = _public_host(public_host), 0  # no listener
     else:
         listen_host, listen_port = _listen_address(proto, definition, public_host)
-    policy, policy_source = _policy(definition, proto, name)
     spec = TunnelSpec(
         name=name,
         proto=proto,
@@ -271,17 +270,16 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
         listen_host=listen_host,
         listen_port=listen_port,
         metadata=_string(definition, "metadata"),
-        policy=policy,
         internal=bool(internal_url),
         internal_url=internal_url,
         pooling_enabled=definition.get("pooling_enabled") is True,
         definition=dict(definition),
     )
-    try:
-        if proto == "tls":
-            return [_tls_termination(spec, definition)]
-        if proto != "http":
-            return [spec]
+    if proto == "tls":
+        specs = [_tls_termination(spec, definition)]
+    elif proto != "http":
+        specs = [spec]
+    else:
         spec = replace(
             spec,
             host_header=_string(definition, "host_header"),
@@ -290,21 +288,29 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
         )
         if internal_url:
             https = internal_url.startswith("https://")
-            return [replace(spec, proto="https" if https else "http", public_tls=https)]
-        schemes = _schemes(definition)
-    except TunnelConfigError:
-        if policy is not None:
-            policy.close()
-        raise
+            specs = [replace(spec, proto="https" if https else "http", public_tls=https)]
+        else:
+            specs = _scheme_specs(spec, _schemes(definition))
+    # The policy last: nothing after it can fail, so no loaded policy is left unclosed.
+    policy, source = _policy(definition, proto, name)
+    if policy is None or source is None:
+        return specs
+    # Each tunnel of a pair runs its own policy: actions keep state (rate-limit buckets, breakers).
+    policy_proto = "http" if proto == "http" else proto
+    return [
+        replace(s, policy=policy if i == 0 else load_policy(source, proto=policy_proto)) for i, s in enumerate(specs)
+    ]
+
+
+def _scheme_specs(spec: TunnelSpec, schemes: list[str]) -> list[TunnelSpec]:
+    """An http tunnel's public schemes as tunnels: https keeps the name, as in ngrok's pairs."""
     specs = []
     if "https" in schemes:
         specs.append(replace(spec, proto="https", public_tls=True))
     if "http" in schemes:
         if specs:
-            # ngrok's naming for the second of a pair: the https one keeps the name. Its policy
-            # is its own: a tunnel's actions (rate-limit buckets, breakers) are not shared.
-            twin_policy = None if policy_source is None else load_policy(policy_source, proto="http")
-            specs.append(replace(spec, name=f"{name} (http)", listen_port=0, policy=twin_policy))
+            # ngrok's naming for the second of a pair: the https one keeps the name.
+            specs.append(replace(spec, name=f"{spec.name} (http)", listen_port=0))
         else:
             specs.append(spec)
     return specs
