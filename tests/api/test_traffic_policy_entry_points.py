@@ -165,6 +165,24 @@ def test_pooling_enabled_is_echoed(agent, upstream: Upstream) -> None:
     assert agent.api("GET", "/api/endpoints/pool").json()["pooling_enabled"] is True
 
 
+def test_a_deprecated_key_runs_as_policy_with_ngroks_notice_in_the_log(agent, upstream: Upstream) -> None:
+    response = agent.api("POST", "/api/tunnels", {"name": "zip", "addr": str(upstream.port), "compression": True})
+    assert response.status_code == 201, response.text
+    # logfmt writes the message quoted, its own quotes escaped.
+    notice = (
+        'tunnel \\"zip\\": compression (--compression) has been deprecated, use traffic policy instead; it runs'
+        ' as the on_http_response rule \\"compression (deprecated key)\\"'
+    )
+    assert [line for line in agent.lines if "lvl=warn" in line and notice in line]
+
+
+def test_pyngroks_circuit_breaker_50_is_accepted(agent, upstream: Upstream) -> None:
+    # pyngrok's documented `connect(..., circuit_breaker=50)`, as its v3 mode posts it.
+    response = agent.api("POST", "/api/endpoints", endpoint_body("cb", upstream.port, circuit_breaker=50))
+    assert response.status_code == 201, response.text
+    assert requests.get(response.json()["url"] + "/x", timeout=10).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
