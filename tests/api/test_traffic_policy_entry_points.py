@@ -183,6 +183,34 @@ def test_pyngroks_circuit_breaker_50_is_accepted(agent, upstream: Upstream) -> N
     assert requests.get(response.json()["url"] + "/x", timeout=10).status_code == 200
 
 
+def test_pyngroks_documented_auth_and_circuit_breaker_example_works(agent, upstream: Upstream) -> None:
+    # pyngrok's docs: ngrok.connect(subdomain="foo", auth="username:password", circuit_breaker=50);
+    # its v3 mode posts auth as basic_auth.
+    body = endpoint_body("foo", upstream.port, subdomain="foo", basic_auth=["username:password"], circuit_breaker=50)
+    response = agent.api("POST", "/api/endpoints", body)
+    assert response.status_code == 201, response.text
+    url = response.json()["url"]
+    assert requests.get(url + "/x", timeout=10).status_code == 401
+    assert requests.get(url + "/x", auth=("username", "password"), timeout=10).status_code == 200
+
+
+def test_deprecated_header_ip_and_user_agent_keys_act_on_requests(agent, upstream: Upstream) -> None:
+    body = {
+        "name": "old",
+        "addr": str(upstream.port),
+        "request_header": {"add": ["X-Env: prod"], "remove": ["X-Secret"]},
+        "user_agent_filter": {"deny": ["(?i)bot"]},
+    }
+    url = agent.start_tunnel(**body)["public_url"]
+    response = requests.get(url + "/x", headers={"X-Secret": "s", "User-Agent": "curl/8"}, timeout=10)
+    assert response.status_code == 200
+    assert upstream.received[-1].header("x-env") == "prod"
+    assert upstream.received[-1].header("x-secret") is None
+    assert requests.get(url + "/x", headers={"User-Agent": "Googlebot"}, timeout=10).status_code == 403
+    locked = agent.start_tunnel(name="locked", addr=str(upstream.port), ip_restriction={"deny_cidrs": ["127.0.0.0/8"]})
+    assert requests.get(locked["public_url"] + "/x", timeout=10).status_code == 403
+
+
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [

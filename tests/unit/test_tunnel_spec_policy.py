@@ -19,44 +19,6 @@ PUBLIC = "127.0.0.1"
 ERR_NGROK_9026 = "(ERR_NGROK_9026)"
 
 
-class _ConstantTemplate:
-    def __init__(self, text: str) -> None:
-        self.source, self.constant = text, "${" not in text
-
-    def render(self, scope: object) -> str:
-        raise AssertionError("no request runs in these tests")
-
-
-class _UnevaluatedExpression:
-    def __init__(self, text: str) -> None:
-        self.source, self.roots = text, frozenset({"req"})
-
-    def evaluate(self, scope: object) -> object:
-        raise AssertionError("no request runs in these tests")
-
-
-@pytest.fixture(autouse=True)
-def cel_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    """While cel.py is still the stub, constant templates and unevaluated expressions stand in, so
-    these tests see what parse_definition builds (they never run a request)."""
-    from agentapi.engine.policy import cel, document
-    from agentapi.engine.policy.actions import base
-
-    def template(text: str, *, where: str) -> _ConstantTemplate:
-        return _ConstantTemplate(text)
-
-    def expression(text: str, *, where: str) -> _UnevaluatedExpression:
-        return _UnevaluatedExpression(text)
-
-    try:
-        cel.compile_template("x", where="probe")
-    except NotImplementedError:
-        monkeypatch.setattr(cel, "compile_template", template)
-        monkeypatch.setattr(base, "compile_template", template)
-        monkeypatch.setattr(cel, "compile_expression", expression)
-        monkeypatch.setattr(document, "compile_expression", expression)
-
-
 @pytest.fixture(autouse=True)
 def closed_policies() -> Iterator[list[Policy]]:
     """Every policy a test loads is closed afterwards, as the engine does when a tunnel stops."""
@@ -170,6 +132,19 @@ def test_a_bad_policy_is_refused_with_ngroks_code_and_the_place_it_is_wrong(raw:
     assert str(error).startswith("The TrafficPolicy you provided is invalid: ")
     assert names in str(error)
     assert str(error).endswith(ERR_NGROK_9026)
+
+
+def test_a_bad_cel_expression_is_refused_naming_the_expression_and_its_column() -> None:
+    policy = {"on_http_request": [{"name": "r", "expressions": ["req.method == "], "actions": [{"type": "deny"}]}]}
+    error = str(refusal(addr="80", traffic_policy=policy))
+    assert 'on_http_request.rules[0] ("r").expressions[0]' in error
+    assert "column" in error
+    assert error.endswith(ERR_NGROK_9026)
+
+
+def test_a_cloud_only_variable_is_refused_saying_so() -> None:
+    policy = {"on_http_request": [{"expressions": ["conn.geo.country_code == 'US'"], "actions": [{"type": "deny"}]}]}
+    assert "ngrok's cloud" in str(refusal(addr="80", traffic_policy=policy))
 
 
 def test_a_policy_object_that_is_not_json_data_is_refused() -> None:

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from agentapi.engine.policy.cel import compile_expression
+from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
 from agentapi.engine.policy.legacy import LegacyKeyError, cel_string, legacy_policy
+from agentapi.engine.policy.variables import Scope
 
 
 def document(proto: str = "http", **definition: Any) -> dict[str, list[dict[str, Any]]]:
@@ -277,3 +280,58 @@ def test_rules_come_in_order_who_may_connect_then_who_may_ask_then_what_changes(
 def test_http_keys_on_a_tcp_definition_make_no_rules() -> None:
     # tunnel_spec refuses them as unknown keys before this runs; here they are simply not read.
     assert document("tcp", basic_auth=["a:password"]) == {}
+
+
+# --- the user agent filter's expression, run by CEL -------------------------------------------
+
+
+def refuses(user_agent_filter: dict[str, list[str]], *user_agents: str) -> list[bool]:
+    """For each User-Agent ("" for none), whether the filter's deny rule matches the request."""
+    _, rule = only_rule(user_agent_filter=user_agent_filter)
+    [expression] = [compile_expression(text, where="test") for text in rule["expressions"]]
+    conn = ConnFacts(client_ip="127.0.0.1", client_port=50000, server_ip="127.0.0.1", server_port=8080, start=0.0)
+    endpoint = EndpointFacts(
+        id="ep",
+        name="t",
+        url="http://127.0.0.1:8080",
+        host="127.0.0.1",
+        port=8080,
+        protocol="http",
+        upstream_url="http://localhost:80",
+    )
+    results = []
+    for agent in user_agents:
+        scope = Scope(conn=conn, endpoint=endpoint)
+        headers = [("Host", "x"), ("User-Agent", agent)] if agent else [("Host", "x")]
+        scope.request = RequestFacts("GET", "/", "1.1", "http", "x", headers, 0.0)
+        results.append(expression.evaluate(scope))
+    return results
+
+
+def test_ngroks_example_allows_google_images_and_denies_other_google_and_bing() -> None:
+    # The User Agent Filter module's own example: a specific allow overrides a broader deny.
+    filter_ = {"allow": ["(?i)google-images"], "deny": ["(?i)google", "[Bb]ing"]}
+    assert refuses(filter_, "Google-Images/1.0", "Googlebot/2.1", "bingbot", "curl/8.0", "") == [
+        False,
+        True,
+        True,
+        False,
+        True,  # no User-Agent: refused unless an allow pattern matches ""
+    ]
+
+
+def test_an_allow_list_alone_lets_only_matching_agents_through() -> None:
+    assert refuses({"allow": ["^curl/"]}, "curl/8.0", "Mozilla/5.0", "") == [False, True, True]
+
+
+def test_an_allow_pattern_for_the_empty_string_lets_requests_without_the_header_through() -> None:
+    assert refuses({"allow": ["^$"], "deny": ["bot"]}, "", "somebot") == [False, True]
+
+
+def test_regexes_with_backslashes_and_quotes_match_what_they_say() -> None:
+    # ngrok's docs' pattern, and a quote that must survive the CEL string literal.
+    assert refuses({"deny": [r"(foo/(\d)+.(\d)+)", r'say "hi"']}, "foo/12.3", "foo/x.y", 'they say "hi"') == [
+        True,
+        False,
+        True,
+    ]
