@@ -258,26 +258,13 @@ def _rewrite(source: str, text: str, offset: int) -> tuple[str, frozenset[str]]:
                     edits.extend(_sort_by_edits(tokens, index, refuse))
             index += 1
             continue
-        segments: list[str | int] = [token.text]
-        ends = [index]
-        j = index + 1
-        while True:
-            if punct(j, ".") and j + 1 < count and tokens[j + 1].kind is Kind.IDENT:
-                segments.append(tokens[j + 1].text)
-                ends.append(j + 1)
-                j += 2
-            elif punct(j, "[") and punct(j + 2, "]") and (key := _literal_key(tokens[j + 1])) is not None:
-                segments.append(key)
-                ends.append(j + 2)
-                j += 3
-            else:
-                break
+        segments, ends, j = _chain(tokens, index)
         root = token.text
         if punct(j, "("):
             qualified = ".".join(str(s) for s in segments) if all(isinstance(s, str) for s in segments) else ""
             if len(segments) == 1:
                 if root == "has":
-                    end = _has_rewrite(tokens, j, text, offset, edits, roots, refuse)
+                    end = _has_rewrite(tokens, j, edits, roots, refuse)
                     if end is not None:
                         index = end
                         continue
@@ -336,26 +323,45 @@ def _check_method(token: Token, refuse: Any) -> None:
         raise refuse(token, f"unknown function {token.text!r}")
 
 
+def _chain(tokens: list[Token], index: int) -> tuple[list[str | int], list[int], int]:
+    """The path written from tokens[index] on: `req.headers['x-id'][0]` -> its segments, the index
+    of each segment's last token, and the index of the first token after it."""
+    count = len(tokens)
+    segments: list[str | int] = [tokens[index].text]
+    ends = [index]
+    j = index + 1
+    while j < count and tokens[j].kind is Kind.PUNCT:
+        if tokens[j].text == "." and j + 1 < count and tokens[j + 1].kind is Kind.IDENT:
+            segments.append(tokens[j + 1].text)
+            ends.append(j + 1)
+            j += 2
+        elif tokens[j].text == "[" and j + 2 < count and tokens[j + 2].text == "]":
+            key = _literal_key(tokens[j + 1])
+            if key is None:
+                break
+            segments.append(key)
+            ends.append(j + 2)
+            j += 3
+        else:
+            break
+    return segments, ends, j
+
+
 def _has_rewrite(
-    tokens: list[Token], open_index: int, text: str, offset: int, edits: list[Any], roots: set[str], refuse: Any
+    tokens: list[Token], open_index: int, edits: list[tuple[int, int, str]], roots: set[str], refuse: Any
 ) -> int | None:
     """`has(req.url.port)` -> one generated bool name; the index after `)`, or None when the
-    argument is not a path of a variable (then the package's own has() runs)."""
-    count = len(tokens)
+    argument is not a whole path of a variable (then the package's own has() runs)."""
     first = open_index + 1
-    if first >= count or tokens[first].kind is not Kind.IDENT or tokens[first].text not in ROOTS:
+    if first >= len(tokens) or tokens[first].kind is not Kind.IDENT or tokens[first].text not in ROOTS:
         return None
-    segments: list[str | int] = [tokens[first].text]
-    j = first + 1
-    while j + 1 < count and tokens[j].text == "." and tokens[j + 1].kind is Kind.IDENT:
-        segments.append(tokens[j + 1].text)
-        j += 2
-    if j >= count or tokens[j].text != ")" or len(segments) < 2:
+    segments, ends, j = _chain(tokens, first)
+    if j >= len(tokens) or tokens[j].text != ")" or len(segments) < 2 or not isinstance(segments[-1], str):
         return None
     path = tuple(segments)
     problem = check_path(path)
     if problem is not None:
-        raise refuse(tokens[first + 2 * problem[0]], problem[1])
+        raise refuse(tokens[ends[problem[0]]], problem[1])
     roots.add(str(path[0]))
     edits.append((tokens[open_index - 1].start, tokens[j].end, _name_for(True, path)))
     return j + 1

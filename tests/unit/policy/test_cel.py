@@ -214,3 +214,44 @@ def test_response_variables_are_read_in_on_http_response() -> None:
 def test_timestamps_compare_with_time_now() -> None:
     assert evaluate("conn.ts.start < timestamp(time.now)") is True
     assert evaluate("timestamp(time.now) - conn.ts.start") == dt.timedelta(hours=1)
+
+
+def test_a_policy_from_ngrok_docs_runs_through_load_policy() -> None:
+    from agentapi.engine.policy import load_policy
+    from agentapi.engine.policy.actions.base import PhaseRun
+    from agentapi.engine.policy.outcomes import Respond
+    from agentapi.engine.policy.runner import run_phase
+
+    policy = load_policy(
+        """
+on_http_request:
+  - expressions:
+      - req.url.path == '/api/example'
+    actions:
+      - type: custom-response
+        config:
+          status_code: 418
+          body: connection began at ${conn.ts.start}, now ${timestamp(time.now)}
+""",
+        proto="http",
+    )
+    scope = make_scope(target="/api/example")
+    outcome = run_phase(policy, PhaseRun(phase="on_http_request", scope=scope, conn=scope.conn, request=scope.request))
+    assert isinstance(outcome, Respond)
+    assert (outcome.status, outcome.body) == (
+        418,
+        b"connection began at 2024-06-24T15:30:00Z, now 2024-06-24T16:30:00Z",
+    )
+
+
+def test_a_policy_naming_a_cloud_variable_is_refused_at_load() -> None:
+    from agentapi.engine.policy import load_policy
+
+    with pytest.raises(PolicyError) as caught:
+        load_policy(
+            {"on_http_request": [{"expressions": ["conn.geo.country_code != 'US'"], "actions": [{"type": "deny"}]}]},
+            proto="http",
+        )
+    assert str(caught.value) == (
+        "on_http_request.rules[0].expressions[0]: conn.geo is refused: it needs ngrok's cloud (GeoIP data of ngrok's edge) (column 6)"
+    )
