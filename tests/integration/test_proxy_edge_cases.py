@@ -211,8 +211,10 @@ def test_a_request_head_that_never_completes_gets_a_408(tmp_path) -> None:
 
 
 def test_thousands_of_pipelined_refusals_are_all_answered(agent: AgentProcess, raw_upstream) -> None:
-    tunnel = agent.start_tunnel(name="auth", proto="http", addr=str(raw_upstream(answer_each)), basic_auth=["u:p"])
-    authorization = b"Authorization: Basic " + base64.b64encode(b"u:p") + b"\r\n"
+    tunnel = agent.start_tunnel(
+        name="auth", proto="http", addr=str(raw_upstream(answer_each)), basic_auth=["u:password"]
+    )
+    authorization = b"Authorization: Basic " + base64.b64encode(b"u:password") + b"\r\n"
     with socket.create_connection(public(tunnel), timeout=10) as client:
         client.sendall(
             b"GET /ok HTTP/1.1\r\nHost: x\r\n"
