@@ -398,7 +398,7 @@ async def test_a_denied_address_gets_403_on_a_kept_connection_and_nothing_is_for
 
 
 async def test_basic_auth_answers_401_with_a_challenge_and_lets_good_credentials_through() -> None:
-    proxy = ProxyHarness(http_spec(basic_auth=["user:secret"]))
+    proxy = ProxyHarness(http_spec(basic_auth=["user:password"]))
     client = proxy.connect()
     client.send(get("/1", extra=b"Connection: close\r\n"))
     out = client.received()
@@ -406,16 +406,16 @@ async def test_basic_auth_answers_401_with_a_challenge_and_lets_good_credentials
     assert b'WWW-Authenticate: Basic realm="ngrok"\r\n' in out and b"Connection: close\r\n" in out
     assert client.closed
     client = proxy.connect()
-    client.send(get("/2", extra=b"Authorization: Basic dXNlcjpzZWNyZXQ=\r\n"))
+    client.send(get("/2", extra=b"Authorization: Basic dXNlcjpwYXNzd29yZA==\r\n"))
     await settle()
     assert proxy.service.received().startswith(b"GET /2 HTTP/1.1\r\n")
     assert [record.uri for record in proxy.sink.records] == ["/2"]
 
 
 async def test_a_refused_pipelined_request_is_answered_in_its_turn() -> None:
-    proxy = ProxyHarness(http_spec(basic_auth=["user:secret"]))
+    proxy = ProxyHarness(http_spec(basic_auth=["user:password"]))
     client = proxy.connect()
-    good = b"Authorization: Basic dXNlcjpzZWNyZXQ=\r\n"
+    good = b"Authorization: Basic dXNlcjpwYXNzd29yZA==\r\n"
     client.send(get("/1", extra=good) + get("/2") + get("/3", extra=good))
     await settle()
     assert client.received() == b""
