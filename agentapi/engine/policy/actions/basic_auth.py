@@ -25,7 +25,8 @@ import hmac
 from dataclasses import dataclass
 
 from .. import cel
-from ..errors import PolicyRuntimeError
+from ..cel_source import split_template
+from ..errors import PolicyError, PolicyRuntimeError
 from ..outcomes import Outcome, Respond
 from .base import REQUEST, Action, Config, PhaseRun
 
@@ -45,44 +46,21 @@ class _Credential:
     constant: tuple[bytes, bytes] | None
 
 
-def _interpolation_end(text: str, start: int) -> int:
-    """The index after the `}` closing the `${` at `start`, or -1. Braces nest; quoted CEL
-    strings (with backslash escapes) are skipped."""
-    depth = 0
-    quote = ""
-    i = start + 2
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 1
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            if depth == 0:
-                return i + 1
-            depth -= 1
-        i += 1
-    return -1
-
-
 def literal_colon(text: str) -> int:
-    """The index of the first `:` outside any `${...}`, or -1."""
-    i = 0
-    while i < len(text):
-        if text.startswith("${", i):
-            end = _interpolation_end(text, i)
-            if end < 0:
-                return -1
-            i = end
-            continue
-        if text[i] == ":":
-            return i
-        i += 1
+    """The index of the first `:` outside any `${...}` of a config string, or -1.
+
+    Raises PolicyError (without where) for a `${` that is never closed.
+    """
+    position = 0
+    for piece in split_template(text):
+        if isinstance(piece, str):
+            found = piece.find(":")
+            if found >= 0:
+                return position + found
+            position += len(piece)
+        else:
+            offset, source = piece
+            position = offset + len(source) + 1  # past the closing brace
     return -1
 
 
@@ -95,9 +73,13 @@ def _password_problem(password: str) -> str | None:
 def _credential(text: str, index: int, config: Config) -> _Credential:
     field = f"credentials[{index}]"
     where = f"{config.where}.{field}"
-    colon = literal_colon(text)
+    try:
+        pieces = split_template(text)
+        colon = literal_colon(text)
+    except PolicyError as error:
+        raise config.error(field, str(error)) from None
     if colon < 0:
-        whole = text.startswith("${") and _interpolation_end(text, 0) == len(text)
+        whole = len(pieces) == 1 and not isinstance(pieces[0], str)
         if not whole:
             raise config.error(field, "must be username:password (a literal ':' between them)")
         return _Credential(index, cel.compile_template(text, where=where), None, None)

@@ -1,8 +1,9 @@
 """url-rewrite, and the URL rewriting that redirect shares: a Go RE2 regex over the whole URL.
 
 Rules (ngrok's docs, `traffic-policy/actions/url-rewrite.mdx` and `redirect.mdx`):
-- The URL matched is the request's whole URL, `scheme://host[:port]/path?query`: the public
-  side's scheme, the Host field (the endpoint's host when there is none) and the target.
+- The URL matched is the request's whole URL, `scheme://host[:port]/path?query`, as CEL's
+  `req.url` has it (cel_http_values.url_parts): the public side's scheme, the Host field (the
+  endpoint's host when there is none) and the target.
 - `${...}` in `from` and `to` is rendered first, then `from` is compiled and matched ("All CEL
   interpolation will occur before regular expressions are evaluated"). Matching is not anchored.
 - Every match of `from` is replaced by `to`, as Go's Regexp.ReplaceAllString does: matches left
@@ -37,6 +38,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import re2
 
 from .. import cel
+from ..cel_http_values import url_parts
 from ..errors import PolicyRuntimeError
 from ..outcomes import Outcome
 from .base import REQUEST, Action, Config, PhaseRun
@@ -141,8 +143,10 @@ def request_url(run: PhaseRun) -> str:
     request = run.request
     if request is None:
         raise PolicyRuntimeError(f"no request in {run.phase}")
+    # HTTP/1.0 may send no Host: the endpoint's host keeps the URL whole.
     host = request.host or urlsplit(run.scope.endpoint.url).netloc
-    return f"{request.scheme}://{host}{request.target}"
+    # The same text as CEL's `req.url`, so `from` and the rule's expressions see one URL.
+    return str(url_parts(request.scheme, host, request.target)[""])
 
 
 def resolve(base: str, result: str) -> str:

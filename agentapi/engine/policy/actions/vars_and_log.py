@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import cel
+from ..cel_source import split_template
 from ..errors import PolicyError
 from ..outcomes import Outcome
 from .base import PHASES, Action, Config, PhaseRun
@@ -45,13 +46,13 @@ def compile_value(value: Any, *, where: str) -> Any:
     Raises PolicyError naming `where` for a CEL expression that does not compile.
     """
     if isinstance(value, str):
-        if value.startswith("${") and value.endswith("}") and len(value) > 3:
-            try:
-                # The whole string is one expression only when its inside compiles on its own:
-                # "${a} ${b}" leaves "a} ${b", which does not.
-                return _Typed(cel.compile_expression(value[2:-1], where=where))
-            except PolicyError:
-                pass
+        try:
+            pieces = split_template(value)
+        except PolicyError as error:
+            raise PolicyError(f"{where}: {error}") from None
+        if len(pieces) == 1 and not isinstance(pieces[0], str):
+            # Exactly one `${expr}`: the value keeps the expression's type.
+            return _Typed(cel.compile_expression(pieces[0][1], where=where))
         template = cel.compile_template(value, where=where)
         return value if template.constant else _Text(template)
     if isinstance(value, list):
