@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError, cel, load_policy
-from agentapi.engine.policy.actions import base, basic_auth
+from agentapi.engine.policy import PolicyError, PolicyRuntimeError, load_policy
+from agentapi.engine.policy.actions import basic_auth
 from agentapi.engine.policy.actions.base import REQUEST, Config, PhaseRun
 from agentapi.engine.policy.actions.basic_auth import BasicAuth
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
@@ -36,29 +36,6 @@ on_http_request:
             content-type: text/plain
           body: Successfully Authenticated!
 """
-
-
-class _ConstantTemplate:
-    """Until cel.py lands: a config string without `${...}`, which is all these tests use."""
-
-    def __init__(self, text: str) -> None:
-        assert "${" not in text, "interpolation needs the real cel.py"
-        self.source = text
-        self.constant = True
-
-    def render(self, scope: Scope) -> str:
-        return self.source
-
-
-@pytest.fixture(autouse=True)
-def constant_templates(monkeypatch: pytest.MonkeyPatch) -> None:
-    # cel.py is another helper's; while it is still the stub, constant templates are stood in for.
-    # Once it lands this does nothing and the real one compiles every template.
-    try:
-        cel.compile_template("probe", where="probe")
-    except NotImplementedError:
-        monkeypatch.setattr(cel, "compile_template", lambda text, *, where: _ConstantTemplate(text))
-        monkeypatch.setattr(base, "compile_template", lambda text, *, where: _ConstantTemplate(text))
 
 
 def phase_run(authorization: str | None = None) -> PhaseRun:
@@ -235,3 +212,48 @@ def test_it_runs_only_on_http_request() -> None:
 )
 def test_the_literal_colon_is_found_outside_interpolations(text: str, colon: int) -> None:
     assert basic_auth.literal_colon(text) == colon
+
+
+# With CEL interpolation, through load_policy
+
+
+def interpolated(credentials: list[str], variables: dict[str, str]) -> Any:
+    set_vars = {"type": "set-vars", "config": {"vars": [{name: value} for name, value in variables.items()]}}
+    auth = {"type": "basic-auth", "config": {"credentials": credentials}}
+    return load_policy({"on_http_request": [{"name": "auth", "actions": [set_vars, auth]}]}, proto="https")
+
+
+@pytest.mark.parametrize(
+    "credential",
+    ["${vars.user}:password1", "${vars.user}:${vars.password}", "${vars.credential}", "us${vars.tail}:password1"],
+)
+def test_the_docs_interpolation_patterns_give_the_credential(credential: str) -> None:
+    variables = {"user": "user", "password": "password1", "credential": "user:password1", "tail": "er"}
+    policy = interpolated([credential], variables)
+    assert run_phase(policy, phase_run(basic("user:password1"))) is None
+    assert isinstance(run_phase(policy, phase_run(basic("user:password2"))), Respond)
+
+
+def test_an_interpolated_username_may_not_bring_a_colon() -> None:
+    policy = interpolated(["${vars.user}:password1"], {"user": "a:b"})
+    with pytest.raises(PolicyRuntimeError, match=r"credentials\[0\]: the interpolated username contains ':'"):
+        run_phase(policy, phase_run(basic("a:b:password1")))
+
+
+def test_an_interpolated_password_must_be_8_to_128_characters() -> None:
+    policy = interpolated(["user:${vars.password}"], {"password": "short"})
+    with pytest.raises(
+        PolicyRuntimeError, match=r"credentials\[0\]: the password must be 8-128 characters \(it has 5\)"
+    ):
+        run_phase(policy, phase_run(basic("user:short")))
+
+
+def test_an_interpolated_whole_credential_needs_a_colon() -> None:
+    policy = interpolated(["${vars.credential}"], {"credential": "nocolon"})
+    with pytest.raises(PolicyRuntimeError, match=r"credentials\[0\]: the interpolated credential has no ':'"):
+        run_phase(policy, phase_run(basic("nocolon:x")))
+
+
+def test_an_unclosed_interpolation_is_refused_naming_the_credential() -> None:
+    with pytest.raises(PolicyError, match=r"config\.credentials\[0\]: '\$\{' is never closed"):
+        interpolated(["${vars.user:password1"], {"user": "user"})

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError, cel, load_policy
-from agentapi.engine.policy.actions import base
+from agentapi.engine.policy import PolicyError, PolicyRuntimeError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, RESPONSE, Config, PhaseRun
 from agentapi.engine.policy.actions.headers import AddHeaders, RemoveHeaders
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
@@ -16,29 +15,6 @@ from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
 
 WHERE = "on_http_request.rules[0].actions[0] (add-headers).config"
-
-
-class _ConstantTemplate:
-    """Until cel.py lands: a config string without `${...}`, which is all these tests use."""
-
-    def __init__(self, text: str) -> None:
-        assert "${" not in text, "interpolation needs the real cel.py"
-        self.source = text
-        self.constant = True
-
-    def render(self, scope: Scope) -> str:
-        return self.source
-
-
-@pytest.fixture(autouse=True)
-def constant_templates(monkeypatch: pytest.MonkeyPatch) -> None:
-    # cel.py is another helper's; while it is still the stub, constant templates are stood in for.
-    # Once it lands this does nothing and the real one compiles every template.
-    try:
-        cel.compile_template("probe", where="probe")
-    except NotImplementedError:
-        monkeypatch.setattr(cel, "compile_template", lambda text, *, where: _ConstantTemplate(text))
-        monkeypatch.setattr(base, "compile_template", lambda text, *, where: _ConstantTemplate(text))
 
 
 class RecordingScope(Scope):
@@ -274,3 +250,79 @@ def test_remove_headers_refuses_a_bad_config_naming_the_field(config: dict[str, 
     with pytest.raises(PolicyError) as refused:
         remove_headers(config)
     assert message in str(refused.value)
+
+
+# With CEL interpolation, through load_policy
+
+
+def test_the_docs_client_ip_example_adds_the_clients_address() -> None:
+    policy = load_policy(
+        "on_http_request:\n"
+        "  - actions:\n"
+        "      - type: add-headers\n"
+        "        config:\n"
+        "          headers:\n"
+        "            x-client-ip: ${conn.client_ip}\n",
+        proto="https",
+    )
+    run = phase_run()
+    run_phase(policy, run)
+    assert run.request is not None
+    assert run.request.header("x-client-ip") == "203.0.113.7"
+    assert run.scope.actions["add_headers"] == {"headers_added": {"x-client-ip": "203.0.113.7"}}
+
+
+def test_the_docs_response_example_interpolates_the_connection_start() -> None:
+    policy = load_policy(
+        {
+            "on_http_response": [
+                {
+                    "actions": [
+                        {
+                            "type": "add-headers",
+                            "config": {
+                                "headers": {
+                                    "x-custom-header": "my-custom-value",
+                                    "x-string-interpolation-example": "started at ${conn.ts.start}",
+                                }
+                            },
+                        }
+                    ]
+                }
+            ]
+        },
+        proto="https",
+    )
+    run = phase_run(RESPONSE)
+    run.conn.start = 1_720_829_416.0
+    run_phase(policy, run)
+    assert run.response is not None
+    assert run.response.headers[-2:] == [
+        ("x-custom-header", "my-custom-value"),
+        ("x-string-interpolation-example", "started at 2024-07-13T00:10:16Z"),
+    ]
+
+
+def test_an_interpolated_value_with_a_line_break_fails_the_rule() -> None:
+    policy = load_policy(
+        {
+            "on_http_request": [
+                {"actions": [{"type": "set-vars", "config": {"vars": [{"v": "a\r\nx-injected: 1"}]}}]},
+                {"name": "tag", "actions": [{"type": "add-headers", "config": {"headers": {"x-a": "${vars.v}"}}}]},
+            ]
+        },
+        proto="https",
+    )
+    with pytest.raises(
+        PolicyRuntimeError,
+        match=r"rule 'tag', action add-headers: header x-a: a header value must not contain CR, LF or NUL",
+    ):
+        run_phase(policy, phase_run())
+
+
+def test_a_value_reading_an_unknown_variable_is_refused_at_load() -> None:
+    with pytest.raises(PolicyError, match=r"\(add-headers\)\.config\.headers\.x-a: unknown variable 'nope'"):
+        load_policy(
+            {"on_http_request": [{"actions": [{"type": "add-headers", "config": {"headers": {"x-a": "${nope.x}"}}}]}]},
+            proto="https",
+        )

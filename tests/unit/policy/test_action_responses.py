@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError, cel, load_policy
-from agentapi.engine.policy.actions import base
+from agentapi.engine.policy import PolicyError, PolicyRuntimeError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, RESPONSE, TCP, Config, PhaseRun
 from agentapi.engine.policy.actions.responses import CloseConnectionAction, CustomResponse, Deny, Redirect
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
@@ -21,29 +20,6 @@ MAINTENANCE = (
     "<html><body><h1>Service Unavailable</h1><p>Our servers are currently down for maintenance. "
     "Please check back later.</p></body></html>"
 )
-
-
-class _ConstantTemplate:
-    """Until cel.py lands: a config string without `${...}`, which is all these tests use."""
-
-    def __init__(self, text: str) -> None:
-        assert "${" not in text, "interpolation needs the real cel.py"
-        self.source = text
-        self.constant = True
-
-    def render(self, scope: Scope) -> str:
-        return self.source
-
-
-@pytest.fixture(autouse=True)
-def constant_templates(monkeypatch: pytest.MonkeyPatch) -> None:
-    # cel.py is another helper's; while it is still the stub, constant templates are stood in for.
-    # Once it lands this does nothing and the real one compiles every template.
-    try:
-        cel.compile_template("probe", where="probe")
-    except NotImplementedError:
-        monkeypatch.setattr(cel, "compile_template", lambda text, *, where: _ConstantTemplate(text))
-        monkeypatch.setattr(base, "compile_template", lambda text, *, where: _ConstantTemplate(text))
 
 
 def phase_run(
@@ -335,3 +311,88 @@ def test_redirect_refuses_a_bad_config_naming_the_field(config: dict[str, Any], 
 def test_redirect_runs_only_on_http_request() -> None:
     with pytest.raises(PolicyError, match=r"redirect cannot run in on_http_response"):
         only_policy(RESPONSE, "redirect", {"to": "/x"})
+
+
+# With CEL interpolation, through load_policy
+
+STARTED = 1_719_243_000.0  # 2024-06-24T15:30:00Z, the docs' connection start
+
+
+def test_the_docs_json_example_interpolates_the_connection_start() -> None:
+    policy = load_policy(
+        "on_http_request:\n"
+        "  - expressions:\n"
+        "      - req.url.path == '/api/example'\n"
+        "    actions:\n"
+        "      - type: custom-response\n"
+        "        config:\n"
+        """          body: '{"connection-start":"${conn.ts.start}"}'\n"""
+        "          headers:\n"
+        "            content-type: application/json\n",
+        proto="https",
+    )
+    run = phase_run(target="/api/example")
+    run.conn.start = STARTED
+    assert run_phase(policy, run) == Respond(
+        200, [("content-type", "application/json")], b'{"connection-start":"2024-06-24T15:30:00Z"}'
+    )
+    assert run_phase(policy, phase_run(target="/elsewhere")) is None
+
+
+def test_the_docs_plain_text_example_interpolates_twice() -> None:
+    policy = only_policy(
+        REQUEST,
+        "custom-response",
+        {
+            "status_code": 418,
+            "body": "connection began at ${conn.ts.start}, now ${timestamp(time.now)}",
+            "headers": {"content-type": "text/plain"},
+        },
+    )
+    run = phase_run(target="/api/example")
+    run.conn.start = STARTED
+    run.scope.clock = lambda: STARTED + 3600
+    assert run_phase(policy, run) == Respond(
+        418,
+        [("content-type", "text/plain")],
+        b"connection began at 2024-06-24T15:30:00Z, now 2024-06-24T16:30:00Z",
+    )
+
+
+def test_custom_response_header_values_are_interpolated() -> None:
+    policy = only_policy(REQUEST, "custom-response", {"headers": {"x-client": "${conn.client_ip}"}})
+    assert run_phase(policy, phase_run()) == Respond(200, [("x-client", "203.0.113.7")], b"")
+
+
+def test_the_docs_anchored_interpolation_example_redirects_v1_to_v2() -> None:
+    policy = only_policy(
+        REQUEST,
+        "redirect",
+        {
+            "from": "^${req.url.scheme}://${req.url.authority}/api/v1/",
+            "to": "${req.url.scheme}://${req.url.authority}/api/v2/",
+        },
+    )
+    run = phase_run(target="/api/v1/users?page=2")
+    assert run_phase(policy, run) == Respond(302, [("Location", "https://example.ngrok.app/api/v2/users?page=2")])
+    # Anchored to the path: a `/api/v1/` deeper in the URL does not match.
+    assert run_phase(policy, phase_run(target="/docs/api/v1/")) is None
+
+
+def test_the_docs_geo_example_is_refused_because_geo_needs_ngroks_cloud() -> None:
+    with pytest.raises(PolicyError, match=r"\(redirect\)\.config\.to: conn\.geo is refused: it needs ngrok's cloud"):
+        only_policy(REQUEST, "redirect", {"to": "/api/v2/geo?city=${conn.geo.city}"})
+
+
+def test_an_interpolated_from_that_is_not_re2_fails_the_rule() -> None:
+    policy = load_policy(
+        {
+            "on_http_request": [
+                {"actions": [{"type": "set-vars", "config": {"vars": [{"pattern": "(?=lookahead)"}]}}]},
+                {"name": "moved", "actions": [{"type": "redirect", "config": {"from": "${vars.pattern}", "to": "/x"}}]},
+            ]
+        },
+        proto="https",
+    )
+    with pytest.raises(PolicyRuntimeError, match=r"rule 'moved', action redirect: from '\(\?=lookahead\)': not an RE2"):
+        run_phase(policy, phase_run())

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError, cel, load_policy
-from agentapi.engine.policy.actions import base
+from agentapi.engine.policy import PolicyError, PolicyRuntimeError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, RESPONSE, TCP, Config, PhaseRun
 from agentapi.engine.policy.actions.restrict_ips import RestrictIps
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
@@ -39,29 +38,6 @@ on_tcp_connect:
           deny:
             - 110.0.0.0/8
 """
-
-
-class _ConstantTemplate:
-    """Until cel.py lands: a config string without `${...}`, which is all these tests use."""
-
-    def __init__(self, text: str) -> None:
-        assert "${" not in text, "interpolation needs the real cel.py"
-        self.source = text
-        self.constant = True
-
-    def render(self, scope: Scope) -> str:
-        return self.source
-
-
-@pytest.fixture(autouse=True)
-def constant_templates(monkeypatch: pytest.MonkeyPatch) -> None:
-    # cel.py is another helper's; while it is still the stub, constant templates are stood in for.
-    # Once it lands this does nothing and the real one compiles every template.
-    try:
-        cel.compile_template("probe", where="probe")
-    except NotImplementedError:
-        monkeypatch.setattr(cel, "compile_template", lambda text, *, where: _ConstantTemplate(text))
-        monkeypatch.setattr(base, "compile_template", lambda text, *, where: _ConstantTemplate(text))
 
 
 def phase_run(client_ip: str, phase: str = REQUEST) -> PhaseRun:
@@ -194,3 +170,67 @@ def test_it_refuses_a_bad_config_naming_the_field(config: dict[str, Any], messag
     with pytest.raises(PolicyError) as refused:
         action(config)
     assert message in str(refused.value)
+
+
+# With CEL interpolation, through load_policy
+
+
+def test_an_interpolated_cidr_is_read_per_request() -> None:
+    policy = load_policy(
+        {
+            "on_http_request": [
+                {"actions": [{"type": "set-vars", "config": {"vars": [{"office": "203.0.113.0/24"}]}}]},
+                {"actions": [{"type": "restrict-ips", "config": {"allow": ["${vars.office}"]}}]},
+            ]
+        },
+        proto="https",
+    )
+    assert run_phase(policy, phase_run("203.0.113.50")) is None
+    assert run_phase(policy, phase_run("198.51.100.1")) == Respond(403)
+
+
+def test_an_interpolated_entry_that_is_not_a_cidr_fails_the_rule() -> None:
+    policy = load_policy(
+        {
+            "on_http_request": [
+                {"actions": [{"type": "set-vars", "config": {"vars": [{"office": "somewhere"}]}}]},
+                {"name": "ips", "actions": [{"type": "restrict-ips", "config": {"allow": ["${vars.office}"]}}]},
+            ]
+        },
+        proto="https",
+    )
+    with pytest.raises(
+        PolicyRuntimeError, match=r"rule 'ips', action restrict-ips: allow\[0\]: 'somewhere' is not a CIDR"
+    ):
+        run_phase(policy, phase_run("203.0.113.50"))
+
+
+def test_the_docs_testing_example_logs_what_it_would_do() -> None:
+    # The docs' "Test restricting IPs", with an allow list where they name an IP Policy.
+    policy = load_policy(
+        """
+on_http_request:
+  - actions:
+      - type: restrict-ips
+        config:
+          enforce: false
+          allow:
+            - 1.1.1.1/32
+      - type: log
+        config:
+          metadata:
+            message: Restrict IPs action would be ${actions.ngrok.restrict_ips.action} for ${conn.client_ip}.
+            matched_cidr: ${actions.ngrok.restrict_ips.matched_cidr}
+            error_code: ${actions.ngrok.restrict_ips.error.code}
+            error_message: ${actions.ngrok.restrict_ips.error.message}
+""",
+        proto="https",
+    )
+    run = phase_run("10.0.0.5")
+    assert run_phase(policy, run) is None
+    assert run.scope.actions["log"]["metadata"] == {
+        "message": "Restrict IPs action would be deny for 10.0.0.5.",
+        "matched_cidr": "",
+        "error_code": "",
+        "error_message": "",
+    }

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError, cel, load_policy
-from agentapi.engine.policy.actions import base
+from agentapi.engine.policy import PolicyError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, RESPONSE, Config, PhaseRun
 from agentapi.engine.policy.actions.url_rewrite import UrlRewrite, compile_regex, replace_all
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
@@ -17,29 +16,6 @@ from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
 
 WHERE = "on_http_request.rules[0].actions[0] (url-rewrite).config"
-
-
-class _ConstantTemplate:
-    """Until cel.py lands: a config string without `${...}`, which is all these tests use."""
-
-    def __init__(self, text: str) -> None:
-        assert "${" not in text, "interpolation needs the real cel.py"
-        self.source = text
-        self.constant = True
-
-    def render(self, scope: Scope) -> str:
-        return self.source
-
-
-@pytest.fixture(autouse=True)
-def constant_templates(monkeypatch: pytest.MonkeyPatch) -> None:
-    # cel.py is another helper's; while it is still the stub, constant templates are stood in for.
-    # Once it lands this does nothing and the real one compiles every template.
-    try:
-        cel.compile_template("probe", where="probe")
-    except NotImplementedError:
-        monkeypatch.setattr(cel, "compile_template", lambda text, *, where: _ConstantTemplate(text))
-        monkeypatch.setattr(base, "compile_template", lambda text, *, where: _ConstantTemplate(text))
 
 
 class RecordingScope(Scope):
@@ -196,3 +172,79 @@ def test_it_refuses_a_bad_config_naming_the_field(config: dict[str, Any], messag
 def test_it_runs_only_on_http_request() -> None:
     with pytest.raises(PolicyError, match=r"url-rewrite cannot run in on_http_response"):
         load_policy({RESPONSE: [{"actions": [{"type": "url-rewrite", "config": {"to": "/x"}}]}]}, proto="http")
+
+
+# With CEL interpolation, through load_policy
+
+
+def test_the_docs_interpolation_example_sends_the_documented_query() -> None:
+    policy = load_policy(
+        "on_http_request:\n"
+        "  - actions:\n"
+        "      - type: url-rewrite\n"
+        "        config:\n"
+        "          from: ${req.url.authority}/products/?([.*]+)?\n"
+        "          to: /products.php?query=$1\n",
+        proto="https",
+    )
+    run = phase_run("/products/123")
+    run_phase(policy, run)
+    assert target_of(run) == "/products.php?query=123"
+
+
+def test_the_docs_expression_example_rewrites_only_the_matching_path() -> None:
+    policy = load_policy(
+        {
+            "on_http_request": [
+                {
+                    "expressions": ["req.url.path == '/products'"],
+                    "actions": [{"type": "url-rewrite", "config": {"from": "/products", "to": "/products.php"}}],
+                }
+            ]
+        },
+        proto="https",
+    )
+    run = phase_run("/products")
+    run_phase(policy, run)
+    assert target_of(run) == "/products.php"
+    other = phase_run("/products/7")
+    run_phase(policy, other)
+    assert target_of(other) == "/products/7"
+
+
+def test_a_later_rule_sees_the_rewritten_url() -> None:
+    policy = load_policy(
+        {
+            "on_http_request": [
+                {"actions": [{"type": "url-rewrite", "config": {"from": "/old/", "to": "/new/"}}]},
+                {
+                    "expressions": ["req.url.path == '/new/x'"],
+                    "actions": [{"type": "add-headers", "config": {"headers": {"x-seen": "${req.url.path}"}}}],
+                },
+            ]
+        },
+        proto="https",
+    )
+    run = phase_run("/old/x")
+    run_phase(policy, run)
+    assert run.request is not None
+    assert run.request.header("x-seen") == "/new/x"
+
+
+def test_captures_and_interpolation_mix_in_to() -> None:
+    policy = load_policy(
+        {
+            "on_http_request": [
+                {"actions": [{"type": "set-vars", "config": {"vars": [{"version": "v2"}]}}]},
+                {
+                    "actions": [
+                        {"type": "url-rewrite", "config": {"from": "/api/([a-z]+)", "to": "/${vars.version}/$1"}}
+                    ]
+                },
+            ]
+        },
+        proto="https",
+    )
+    run = phase_run("/api/users?limit=5")
+    run_phase(policy, run)
+    assert target_of(run) == "/v2/users?limit=5"

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError, cel, load_policy
-from agentapi.engine.policy.actions import base
+from agentapi.engine.policy import PolicyError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, TCP, Config, PhaseRun
 from agentapi.engine.policy.actions.vars_and_log import Log, SetVars
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
+from agentapi.engine.policy.outcomes import Respond
 from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
 
@@ -39,29 +39,6 @@ on_http_request:
                   - value1
                   - value2
 """
-
-
-class _ConstantTemplate:
-    """Until cel.py lands: a config string without `${...}`, which is all these tests use."""
-
-    def __init__(self, text: str) -> None:
-        assert "${" not in text, "interpolation needs the real cel.py"
-        self.source = text
-        self.constant = True
-
-    def render(self, scope: Scope) -> str:
-        return self.source
-
-
-@pytest.fixture(autouse=True)
-def constant_templates(monkeypatch: pytest.MonkeyPatch) -> None:
-    # cel.py is another helper's; while it is still the stub, constant templates are stood in for.
-    # Once it lands this does nothing and the real one compiles every template.
-    try:
-        cel.compile_template("probe", where="probe")
-    except NotImplementedError:
-        monkeypatch.setattr(cel, "compile_template", lambda text, *, where: _ConstantTemplate(text))
-        monkeypatch.setattr(base, "compile_template", lambda text, *, where: _ConstantTemplate(text))
 
 
 class RecordingScope(Scope):
@@ -204,3 +181,120 @@ def test_long_metadata_is_cut_in_the_trace_but_kept_whole_in_the_variable() -> N
 )
 def test_log_refuses_a_bad_config_naming_the_field(config: dict[str, Any], message: str) -> None:
     assert message in refused(Log, config)
+
+
+# With CEL interpolation, through load_policy
+
+
+def test_the_docs_behavior_example_answers_hello_world() -> None:
+    policy = load_policy(
+        """
+on_http_request:
+  - actions:
+      - type: set-vars
+        config:
+          vars:
+            - variable_a: Hello,
+            - variable_b: World!
+  - actions:
+      - type: custom-response
+        config:
+          status_code: 200
+          headers:
+            content-type: text/plain
+          body: ${vars.variable_a} ${vars.variable_b}
+""",
+        proto="https",
+    )
+    answer = run_phase(policy, phase_run())
+    assert isinstance(answer, Respond)
+    assert answer.body == b"Hello, World!"
+
+
+def test_the_docs_basic_example_answers_with_each_kind_of_value() -> None:
+    policy = load_policy(
+        DOCS_BASIC_EXAMPLE
+        + """
+  - expressions:
+      - vars.sample_bool == true
+    actions:
+      - type: custom-response
+        config:
+          status_code: 200
+          headers:
+            content-type: text/plain
+          body: ${vars.sample_string} ${vars.sample_double} ${vars.sample_list[0]} ${vars.sample_map.key} ${vars.sample_nested_map.key[1]}
+""",
+        proto="https",
+    )
+    answer = run_phase(policy, phase_run())
+    assert isinstance(answer, Respond)
+    assert answer.body == b"bar 1.5 1 value value2"
+
+
+def test_a_string_that_is_one_expression_keeps_its_type_and_others_are_text() -> None:
+    policy = load_policy(
+        {
+            "on_http_request": [
+                {
+                    "actions": [
+                        {
+                            "type": "set-vars",
+                            "config": {
+                                "vars": [
+                                    {"message": "Your IP is ${conn.client_ip}!"},
+                                    {"sample_uint": "${uint(1.5) + 10u}"},
+                                    {"sample_int": "${int(50.5)}"},
+                                    {"sample_map": {"ip": "${conn.client_ip}", "n": "${1 + 1}"}},
+                                    {"accepted_models": ["openai/o1", "openai/4o", "openai/4o-mini"]},
+                                    {"models": "${vars.accepted_models.filter(m, m != 'openai/o1')}"},
+                                    {"models": "${vars.models.map(m, m.upperAscii())}"},
+                                ]
+                            },
+                        }
+                    ]
+                }
+            ]
+        },
+        proto="https",
+    )
+    run = phase_run()
+    run_phase(policy, run)
+    assert run.scope.vars["message"] == "Your IP is 203.0.113.7!"
+    assert run.scope.vars["sample_uint"] == 11
+    assert run.scope.vars["sample_int"] == 50
+    assert run.scope.vars["sample_map"] == {"ip": "203.0.113.7", "n": 2}
+    # Later values read earlier ones, in list order.
+    assert run.scope.vars["models"] == ["OPENAI/4O", "OPENAI/4O-MINI"]
+
+
+def test_the_docs_log_example_logs_the_endpoint_id() -> None:
+    policy = load_policy(
+        """
+on_http_request:
+  - actions:
+      - type: log
+        config:
+          metadata:
+            message: Log action executed.
+            endpoint_id: ${endpoint.id}
+""",
+        proto="https",
+    )
+    run = phase_run()
+    run_phase(policy, run)
+    assert run.scope.actions["log"] == {"metadata": {"message": "Log action executed.", "endpoint_id": "ep_1"}}
+    assert run.trace[0].outcome == '{"message":"Log action executed.","endpoint_id":"ep_1"}'
+
+
+def test_a_bad_expression_in_a_value_is_refused_naming_it() -> None:
+    with pytest.raises(PolicyError, match=r"\(set-vars\)\.config\.vars\[0\]\.a: Syntax error"):
+        load_policy(
+            {"on_http_request": [{"actions": [{"type": "set-vars", "config": {"vars": [{"a": "${1 +}"}]}}]}]},
+            proto="https",
+        )
+    with pytest.raises(PolicyError, match=r"\(log\)\.config\.metadata\.m\.deep: unknown variable 'nope'"):
+        load_policy(
+            {"on_http_request": [{"actions": [{"type": "log", "config": {"metadata": {"m": {"deep": "x ${nope}"}}}}]}]},
+            proto="https",
+        )
