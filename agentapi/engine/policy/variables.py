@@ -51,7 +51,7 @@ _ZERO_WHEN_ABSENT = frozenset({("req", "content_length"), ("res", "content_lengt
 class Scope:
     """The variables one exchange's expressions see: req, res, conn, endpoint, time, vars, actions.
 
-    One Scope per exchange (per connection for on_tcp_connect), so `vars` set in on_http_request
+    One Scope per exchange (per connection for on_tcp_connect). `vars` are per phase (ngrok: set-vars scopes them to the phase that set them): the proxy empties them before each phase.
     are seen in on_http_response. `request`/`response` may be replaced or changed in place by
     actions; call `changed("req")`/`changed("res")` after an in-place change so later rules see
     it (assigning a new request or response does that itself). `clock` gives epoch seconds for
@@ -142,27 +142,31 @@ class Scope:
         raise Missing(f"unknown variable {show_path(path)}")
 
     def _message_value(self, root: str, path: Path) -> Any:
-        facts = self.facts_of(root)
+        facts = self._request if root == "req" else self._response
+        if facts is None:
+            raise Missing(_no_root(root))
         if len(path) == 1:
             return {name: self.value((root, name)) for name in _PUBLIC_FIELDS[root] if self._present((root, name))}
         field = path[1]
-        if field == "headers" and len(path) > 2 and isinstance(path[2], str):
-            values = facts.header_values(path[2])
-            if not values:
-                raise Missing(f"no such key: {show_path(path[:3])}")
-            return _walk(values, path, 3)
-        if field in _SPLIT_FIELDS and len(path) > 2:
-            if path in _ZERO_WHEN_ABSENT and not self._present(path):
-                return 0
-            if path[2] == "query_params" and field == "url":
-                return _walk(self.value(("req", "#query_params")), path, 3)
-            return _walk(self._parts(root, str(field)), path, 2)
-        if path[:2] in _ZERO_WHEN_ABSENT and not self._present(path[:2]):
+        if len(path) > 2:
+            if field == "headers" and isinstance(path[2], str):
+                values = facts.header_values(path[2])
+                if not values:
+                    raise Missing(f"no such key: {show_path(path[:3])}")
+                return _walk(values, path, 3)
+            if field in _SPLIT_FIELDS:
+                if path[2] == "query_params" and field == "url":
+                    return _walk(self.value(("req", "#query_params")), path, 3)
+                if path in _ZERO_WHEN_ABSENT and not self._present(path):
+                    return 0
+                return _walk(self._parts(root, str(field)), path, 2)
+        elif field == "content_length" and not self._present(path):
             return 0
         getter = _MESSAGE_FIELDS[root].get(str(field))
         if getter is None:
             raise Missing(f"no such key: {show_path(path[:2])}")
-        return _walk(getter(self, facts), path, 2)
+        value = getter(self, facts)
+        return value if len(path) == 2 else _walk(value, path, 2)
 
     def _present(self, path: Path) -> bool:
         # Only the values ngrok "may not" give can be absent from a request or response.
