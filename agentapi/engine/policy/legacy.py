@@ -31,7 +31,7 @@ Rules (where ngrok's docs leave a choice, ours, marked):
 - `circuit_breaker` is the error ratio (0.5). pyngrok's documented `circuit_breaker=50` is read as
   a percentage (ours): a value above 1 and at most 100 is divided by 100. 0 turns it off.
 - `user_agent_filter` (ngrok's User Agent Filter module): the first User-Agent value is matched
-  against RE2 patterns (unanchored, CEL's `matches`). A request is let through when it matches an
+  against RE2 patterns (checked with RE2 at load; unanchored, CEL's `matches`). A request is let through when it matches an
   allow pattern, or when there are deny patterns and it matches none; a request without the header
   is tested as "" against the allow patterns only ("add `^$` to allow them").
 - `oauth`, `oidc`, `mutual_tls_cas` and `labels` need ngrok's cloud; `websocket_tcp_converter` and
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .actions import CLOUD_ONLY
+from .actions.url_rewrite import compile_regex
 
 REQUEST, RESPONSE, TCP = "on_http_request", "on_http_response", "on_tcp_connect"
 MAX_HEADERS_PER_ACTION = 10  # add-headers and remove-headers take 1-10 entries
@@ -96,8 +97,6 @@ _FLAGS = {
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.1 field name
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR/LF would inject fields upstream
-# RE2 (ngrok's dialect, and CEL's `matches`) has no look-around and no back-references.
-_NOT_RE2 = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
 
 
 class LegacyKeyError(ValueError):
@@ -300,18 +299,13 @@ def _user_agent_expression(raw: Any) -> str:
 
 
 def _check_re2(pattern: str, where: str) -> None:
-    """Refuse what RE2 would refuse, as far as Python's re can tell (ngrok's ERR_NGROK_2090 wording)."""
+    """Refuse what RE2, ngrok's dialect, refuses (ngrok's ERR_NGROK_2090 wording)."""
     try:
-        re.compile(pattern)
-    except re.error as error:
+        compile_regex(pattern)
+    except ValueError as error:
         raise LegacyKeyError(
             f"{where}: the user agent filter regular expression {_shown(pattern)!r} is an invalid regular expression: {error}"
         ) from None
-    if _NOT_RE2.search(pattern):
-        raise LegacyKeyError(
-            f"{where}: the user agent filter regular expression {_shown(pattern)!r} is an invalid regular "
-            "expression: look-arounds and back-references are not RE2"
-        )
 
 
 def cel_string(text: str) -> str:
