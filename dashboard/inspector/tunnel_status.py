@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from asgiref.sync import async_to_sync
 
 from agentapi.models import Tunnel
 from agentapi.runtime import TunnelInfo, current_runtime
+from agentapi.serializers import shown_policy
 
 
 def tunnel_info(tunnel: TunnelInfo) -> dict[str, Any]:
@@ -45,18 +45,6 @@ async def running_tunnels() -> list[dict[str, Any]] | None:
     return [tunnel_info(tunnel) for tunnel in await runtime.tunnels()]
 
 
-def shown_policy(definition: Any) -> str:
-    """The Traffic Policy of a tunnel another agent runs, from its row: the definition's
-    `traffic_policy` as given (text as posted, or the config file's mapping as YAML); "" when none.
-    (The deprecated keys' rules are only known to the agent that runs the tunnel.)"""
-    policy = definition.get("traffic_policy") if isinstance(definition, dict) else None
-    if not policy:
-        return ""
-    if isinstance(policy, str):
-        return policy
-    return yaml.safe_dump(policy, sort_keys=False, allow_unicode=True)
-
-
 def tunnels_for_page() -> list[dict[str, Any]]:
     """For a sync view: the engine's tunnels, or the mirror rows when the engine is elsewhere."""
     if current_runtime() is not None:
@@ -71,6 +59,7 @@ def tunnels_for_page() -> list[dict[str, Any]]:
             "addr": row.addr,
             "inspect": row.inspect,
             "metrics": None,
+            # As the API shows it (the deprecated keys' rules are known only where the tunnel runs).
             "traffic_policy": shown_policy(row.definition),
         }
         for row in Tunnel.objects.order_by("name")

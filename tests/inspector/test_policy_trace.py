@@ -152,7 +152,7 @@ def test_the_status_page_shows_each_tunnels_policy_text_or_none(client, db) -> N
     assert [t["traffic_policy"] for t in boot["tunnels"]] == [POLICY, ""]
 
 
-def test_a_policy_given_as_a_mapping_is_shown_as_yaml(client, db) -> None:
+def test_a_policy_given_as_a_mapping_is_shown_as_the_api_shows_it(client, db) -> None:
     Tunnel.objects.create(
         name="mapped",
         tunnel_id="t3",
@@ -163,7 +163,7 @@ def test_a_policy_given_as_a_mapping_is_shown_as_yaml(client, db) -> None:
         agent_id="elsewhere",
     )
     [shown] = client.get("/status").context["boot"]["tunnels"]
-    assert shown["traffic_policy"] == "on_http_request:\n- actions:\n  - type: deny\n"
+    assert shown["traffic_policy"] == '{"on_http_request": [{"actions": [{"type": "deny"}]}]}'
 
 
 # --- replay through the policy ------------------------------------------------------------------
