@@ -106,6 +106,12 @@ class Peers:
             **asdict(row), agent_id=self.agent_id, agent_channel=self.channel, heartbeat=timezone.now()
         )
 
+    def rewrite_row(self, row: MirrorRow) -> None:
+        """A running tunnel's row with its new definition (its Traffic Policy was swapped)."""
+        Tunnel.objects.filter(name=row.name, agent_id=self.agent_id).update(
+            definition=row.definition, heartbeat=timezone.now()
+        )
+
     def remove_row(self, name: str) -> None:
         Tunnel.objects.filter(name=name, agent_id=self.agent_id).delete()
 

@@ -249,10 +249,28 @@ class AgentRuntime:
         """Put `definition` in the place of the tunnel `name` (wherever it runs), or start it anew.
 
         The new definition is checked before the old tunnel stops, and when its listener cannot
-        open, the old tunnel (if it ran here) starts again: a failed replace changes nothing.
+        open, the old tunnel (if it ran here) starts again: a failed replace changes nothing. When
+        only its Traffic Policy differs from the tunnel running here, the policy is swapped under
+        the running listener: no connection is dropped.
         Raises what start_tunnel and stop_tunnel raise.
         """
-        await self._specs(definition, name)  # TunnelConfigError before anything stops
+        specs = await self._specs(definition, name)  # TunnelConfigError before anything stops
+        if len(specs) == 1:
+            # Only the policy changed: swap it under the running listener, dropping no connection.
+            async with self._mirror_lock:
+                swapped = await self._engine.swap_policy(specs[0])
+                if swapped is not None:
+                    if shown_definition is not None:
+                        self._shown[name] = shown_definition
+                    else:
+                        self._shown.pop(name, None)
+                    await sync_to_async(self.peers.rewrite_row)(self._row(swapped))
+            if swapped is not None:
+                await self._announce_tunnel("tunnel.started", name)
+                return Replacement(tunnels=[self._info(swapped)], replaced=True)
+        for spec in specs:  # only checked: start_tunnel loads its own
+            if spec.policy is not None:
+                spec.policy.close()
         old_row = await sync_to_async(Tunnel.objects.filter(name=name).first)()
         running = self._engine.tunnel(name)
         old = (running.spec.definition, self._shown.get(name)) if running is not None else None

@@ -15,8 +15,8 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .policy.actions.base import TCP, PhaseRun
 from .policy.document import Policy
@@ -58,16 +58,20 @@ class ConnectOutcome:
     conn: ConnFacts
     outcome: Outcome | None = None
     trace: list[TraceEntry] = field(default_factory=list)
-    vars: dict[str, Any] = field(default_factory=dict)
 
 
-def run_connect_phase(policy: Policy, conn: ConnFacts, endpoint: EndpointFacts) -> ConnectOutcome:
+def run_connect_phase(
+    policy: Policy,
+    conn: ConnFacts,
+    endpoint: EndpointFacts,
+    internal_exists: Callable[[str], bool] = lambda url: False,
+) -> ConnectOutcome:
     """Run on_tcp_connect for a new connection; never raises (a failure closes the connection)."""
     result = ConnectOutcome(conn=conn)
     if not policy.uses(TCP):
         return result
     scope = Scope(conn=conn, endpoint=endpoint)
-    run = PhaseRun(phase=TCP, scope=scope, conn=conn, trace=result.trace)
+    run = PhaseRun(phase=TCP, scope=scope, conn=conn, trace=result.trace, internal_exists=internal_exists)
     try:
         result.outcome = run_phase(policy, run)
     except PolicyRuntimeError as error:
@@ -77,5 +81,4 @@ def run_connect_phase(policy: Policy, conn: ConnFacts, endpoint: EndpointFacts) 
     except Exception:  # an action's own bug must not take the agent down
         log.exception("tunnel %s: traffic policy action crashed on connect", endpoint.name)
         result.outcome = CloseConnection()
-    result.vars = dict(scope.vars)
     return result

@@ -91,6 +91,7 @@ class RunningTunnel:
     tcp_connections: set[PublicSide] = field(default_factory=set)
     pool: ListenerPool | None = None  # pooling_enabled: the listener it shares
     factory: Callable[[], asyncio.Protocol] | None = None  # a connection for this tunnel
+    tcp_spec: list[TunnelSpec] | None = None  # TCP/TLS: the spec new connections take
 
     @property
     def name(self) -> str:
@@ -157,6 +158,30 @@ class Engine:
         finally:
             self._starting.discard(spec.name)
 
+    async def swap_policy(self, spec: TunnelSpec) -> RunningTunnel | None:
+        """Put `spec` in place of the running tunnel of its name when only its Traffic Policy (or
+        the definition's wording) differs: the listener and every open connection stay, the next
+        request runs the new policy. None when the tunnel is not running or differs otherwise.
+        Raises TunnelConfigError when an action of the new policy cannot prepare."""
+        tunnel = self._tunnels.get(spec.name)
+        if tunnel is None or tunnel.spec != spec:  # policy and definition are not compared
+            return None
+        if spec.policy is not None:
+            try:
+                for action in spec.policy.actions():
+                    await action.prepare()
+            except PolicyError as error:
+                raise TunnelConfigError(str(error)) from None
+        old = tunnel.spec.policy
+        tunnel.spec = spec
+        if tunnel.http is not None:
+            tunnel.http.spec = spec
+        if tunnel.tcp_spec is not None:
+            tunnel.tcp_spec[0] = spec
+        if old is not None:
+            old.close()
+        return tunnel
+
     def find_internal(self, url: str) -> RunningTunnel | None:
         """The internal endpoint a forward-internal `url` names, if this agent runs it."""
         key = internal_key(url)
@@ -203,9 +228,10 @@ class Engine:
                 return ClientConnection(http_context)
         else:
             endpoint_facts: list[EndpointFacts] = []  # set once the listener is bound
+            current = [spec]  # swap_policy puts a new spec here: new connections take it
 
             def factory() -> asyncio.Protocol:
-                return PublicSide(spec, metrics, tcp_connections, endpoint_facts[0], self.find_internal)
+                return PublicSide(current[0], metrics, tcp_connections, endpoint_facts[0], self.find_internal)
 
         if spec.internal:
             tunnel = RunningTunnel(
@@ -226,6 +252,7 @@ class Engine:
             if joined is not None:
                 if context is None:
                     endpoint_facts.append(self._set_endpoint(joined, None, spec.listen_port))
+                    joined.tcp_spec = current
                 return joined
         pool = ListenerPool() if spec.pooling_enabled else None
         try:
@@ -263,6 +290,7 @@ class Engine:
         facts = self._set_endpoint(tunnel, context, port)
         if context is None:
             endpoint_facts.append(facts)
+            tunnel.tcp_spec = current
         self._tunnels[spec.name] = tunnel
         return tunnel
 
@@ -437,6 +465,7 @@ class Engine:
             conn=conn,
             request=request_facts(head, scheme=context.public_scheme, start=time.time()),
             trace=record.policy_trace,
+            internal_exists=context.has_internal,
         )
         state.request.body = body
         outcome = state.run(REQUEST)

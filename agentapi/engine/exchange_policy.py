@@ -2,8 +2,8 @@
 request to response, the trace it leaves in the capture, and failures turned into answers.
 
 Rules:
-- One Scope per exchange, seeded with the `vars` its connection's on_tcp_connect set, so what
-  on_http_request sets is seen by on_http_response (ngrok's `vars.*`).
+- One Scope per exchange; `vars` start empty in each phase: ngrok's set-vars page scopes the
+  variables a phase defines to that phase.
 - The trace starts with the connection's on_tcp_connect steps; every phase appends to it.
 - Nothing a policy does may crash the proxy: PolicyRuntimeError (a CEL error, a failing action)
   and any other exception from an action become the agent's 500 with `ngrok-error-code`
@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .http_policy import failure_answer
 from .policy.actions.base import PhaseRun
@@ -39,6 +38,7 @@ class ExchangePolicy:
     request: RequestFacts
     trace: list[TraceEntry]
     on_response: list[Callable[[int], None]] = field(default_factory=list)
+    internal_exists: Callable[[str], bool] = lambda url: False
     compress: str | None = None
     reported: bool = False
 
@@ -51,17 +51,23 @@ class ExchangePolicy:
         conn: ConnFacts,
         request: RequestFacts,
         trace: list[TraceEntry],
-        conn_vars: dict[str, Any] | None = None,
+        internal_exists: Callable[[str], bool] = lambda url: False,
     ) -> ExchangePolicy:
         scope = Scope(conn=conn, endpoint=endpoint)
-        if conn_vars:
-            scope.vars.update(conn_vars)
         scope.request = request
-        return cls(policy=policy, endpoint_name=endpoint.name, scope=scope, request=request, trace=trace)
+        return cls(
+            policy=policy,
+            endpoint_name=endpoint.name,
+            scope=scope,
+            request=request,
+            trace=trace,
+            internal_exists=internal_exists,
+        )
 
     def run(self, phase: str, response: ResponseFacts | None = None) -> Outcome | None:
         """Run one phase; an Outcome that ends it (the agent's 500 when the policy failed)."""
         scope = self.scope
+        scope.vars = {}
         scope.request = self.request
         scope.changed("req")
         if response is not None:
@@ -75,6 +81,7 @@ class ExchangePolicy:
             response=response,
             trace=self.trace,
             on_response=self.on_response,
+            internal_exists=self.internal_exists,
         )
         try:
             outcome = run_phase(self.policy, run)

@@ -193,7 +193,7 @@ class Exchange:
                 conn=client.conn,
                 request=request_facts(self.head, scheme=ctx.public_scheme, start=time.time()),
                 trace=self.record.policy_trace if self.record is not None else [],
-                conn_vars=client.conn_vars,
+                internal_exists=ctx.has_internal,
             )
             self.policy.trace[:0] = client.conn_trace
             if self.gathering is not None and self.request is RECEIVING:
@@ -236,9 +236,13 @@ class Exchange:
                 outcome = None
                 break
             inner = ExchangePolicy.start(
-                route.policy, endpoint=route.endpoint, conn=self.client.conn, request=state.request, trace=state.trace
+                route.policy,
+                endpoint=route.endpoint,
+                conn=self.client.conn,
+                request=state.request,
+                trace=state.trace,
+                internal_exists=route.has_internal,
             )
-            inner.scope.vars.update(state.scope.vars)
             inner.on_response = state.on_response
             outcome = inner.run(REQUEST)
             self.policy = state = inner

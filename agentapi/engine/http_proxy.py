@@ -38,7 +38,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .capture_id import CaptureIdFactory
 from .capture_record import CaptureRecord
@@ -97,6 +96,10 @@ class TunnelContext:
     def policy(self) -> Policy | None:
         return self.spec.policy
 
+    def has_internal(self, url: str) -> bool:
+        """Whether forward-internal could reach `url`: an internal HTTP endpoint of this agent."""
+        return self.find_internal(url) is not None
+
     @property
     def inspect(self) -> bool:
         return self.sink is not None and self.spec.inspect
@@ -116,10 +119,9 @@ class ClientConnection(asyncio.Protocol):
         self.ctx = context
         self.transport: asyncio.Transport | None = None
         self.client_ip = ""
-        # Traffic Policy: the connection's facts, and what its on_tcp_connect left for each request.
+        # Traffic Policy: the connection's facts, and its on_tcp_connect steps (each capture's first).
         self.conn = _NO_CONN
         self.conn_trace: list[TraceEntry] = []
-        self.conn_vars: dict[str, Any] = {}
         self.parser = RequestParser()
         self.flow = FlowControl()
         self.current: Exchange | None = None
@@ -148,7 +150,7 @@ class ClientConnection(asyncio.Protocol):
         if policy is not None:
             self.conn = conn_facts(transport)
             connect = run_connect_phase(policy, self.conn, self.ctx.endpoint)
-            self.conn_trace, self.conn_vars = connect.trace, connect.vars
+            self.conn_trace = connect.trace
             if connect.outcome is not None:
                 self.close()  # on_tcp_connect refused it: nothing is read
 

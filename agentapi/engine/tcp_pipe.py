@@ -132,7 +132,10 @@ class PublicSide(_Side):
         upstream = self.spec.upstream
         policy = self.spec.policy
         if policy is not None and self.endpoint is not None:
-            connect = run_connect_phase(policy, conn_facts(transport), self.endpoint)
+            find = self.find_internal
+            connect = run_connect_phase(
+                policy, conn_facts(transport), self.endpoint, lambda url: find is not None and find(url) is not None
+            )
             outcome = connect.outcome
             if isinstance(outcome, ForwardInternal):
                 target = self.find_internal(outcome.url) if self.find_internal is not None else None

@@ -382,7 +382,7 @@ async def test_a_101_nobody_asked_for_breaks_the_exchange() -> None:
     assert record.incomplete_reason == "the response broke off: the local service switched protocols unasked"
 
 
-# --- access checks ---------------------------------------------------------------------------
+# --- the Traffic Policy's answers (the deprecated keys run as policy rules) ----------------------
 
 
 async def test_a_denied_address_gets_403_on_a_kept_connection_and_nothing_is_forwarded() -> None:
@@ -394,7 +394,13 @@ async def test_a_denied_address_gets_403_on_a_kept_connection_and_nothing_is_for
     client.send(b"c" + get())
     assert client.received().startswith(b"HTTP/1.1 403 Forbidden\r\n")
     assert not client.closed
-    assert proxy.services == [] and proxy.sink.records == []
+    assert proxy.services == []
+    # Captured as they crossed: the request whole (the body read and kept), the agent's 403, the step.
+    await settle()
+    first = proxy.sink.records[0]
+    assert bytes(first.request_raw).endswith(b"\r\n\r\nabc") and first.request_complete
+    assert first.status_code == 403 and bytes(first.response_raw or b"").startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert [(step.action, step.terminal) for step in first.policy_trace] == [("restrict-ips", True)]
 
 
 async def test_basic_auth_answers_401_with_a_challenge_and_lets_good_credentials_through() -> None:
@@ -409,7 +415,10 @@ async def test_basic_auth_answers_401_with_a_challenge_and_lets_good_credentials
     client.send(get("/2", extra=b"Authorization: Basic dXNlcjpwYXNzd29yZA==\r\n"))
     await settle()
     assert proxy.service.received().startswith(b"GET /2 HTTP/1.1\r\n")
-    assert [record.uri for record in proxy.sink.records] == ["/2"]
+    assert [record.uri for record in proxy.sink.records] == ["/1", "/2"]
+    refused, passed = proxy.sink.records
+    assert refused.status_code == 401 and refused.policy_trace[0].outcome.startswith("refused 401")
+    assert [step.terminal for step in passed.policy_trace] == [False]
 
 
 async def test_a_refused_pipelined_request_is_answered_in_its_turn() -> None:

@@ -8,7 +8,8 @@ Rules (ngrok's docs, `traffic-policy/index.mdx` and `traffic-policy/how-it-works
   already-parsed object. `source` keeps the text as given (the API echoes it back).
 - Every field is checked; an unknown key, a wrong type, a cloud-only action or variable, a CEL
   expression that does not compile: PolicyError naming the phase, rule, action and field.
-- The 2023 names `inbound`/`outbound` are read as on_http_request/on_http_response.
+- The 2023 names `inbound`/`outbound` are read as on_http_request/on_http_response (`inbound` of
+  a tcp/tls endpoint as on_tcp_connect, as ngrok's v2 config docs list it).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def load_policy(raw: str | dict[str, Any], *, proto: str) -> Policy:
     phases: dict[str, tuple[Rule, ...]] = {phase: () for phase in PHASES}
     for key, rules in document.items():
         phase = _OLD_PHASE_NAMES.get(key, key)
+        if key == "inbound" and proto in ("tcp", "tls"):
+            phase = TCP  # ngrok's v2 docs: a tcp/tls tunnel's traffic_policy.inbound is on_tcp_connect
         if phase not in PHASES:
             raise PolicyError(
                 f"unknown phase {str(key)[:64]!r}: expected on_tcp_connect, on_http_request or on_http_response"

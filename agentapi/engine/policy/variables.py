@@ -51,8 +51,9 @@ _ZERO_WHEN_ABSENT = frozenset({("req", "content_length"), ("res", "content_lengt
 class Scope:
     """The variables one exchange's expressions see: req, res, conn, endpoint, time, vars, actions.
 
-    One Scope per exchange (per connection for on_tcp_connect). `vars` are per phase (ngrok: set-vars scopes them to the phase that set them): the proxy empties them before each phase.
-    are seen in on_http_response. `request`/`response` may be replaced or changed in place by
+    One Scope per exchange (per connection for on_tcp_connect). `vars` are per phase (ngrok's
+    set-vars page scopes them to the phase that set them): the proxy empties them before each
+    phase. `request`/`response` may be replaced or changed in place by
     actions; call `changed("req")`/`changed("res")` after an in-place change so later rules see
     it (assigning a new request or response does that itself). `clock` gives epoch seconds for
     `time.now`.

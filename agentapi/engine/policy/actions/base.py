@@ -46,6 +46,8 @@ class PhaseRun:
     # Called with the final status of the exchange's response (the service's, or the agent's own
     # 5xx when the service failed): circuit-breaker counts errors this way.
     on_response: list[Callable[[int], None]] = field(default_factory=list)
+    # Whether this agent runs the internal endpoint at a URL (forward-internal asks).
+    internal_exists: Callable[[str], bool] = lambda url: False
 
     def note(self, action: str, outcome: str, *, terminal: bool = False) -> None:
         self.trace.append(TraceEntry(self.phase, self.rule, action, outcome, terminal))
