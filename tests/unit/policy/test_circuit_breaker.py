@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError
+from agentapi.engine.policy import PolicyError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, Config, PhaseRun
 from agentapi.engine.policy.actions.circuit_breaker import CircuitBreakerAction
 from agentapi.engine.policy.breaker import BreakerState, CircuitBreaker
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
 from agentapi.engine.policy.outcomes import Respond
+from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
 
 WHERE = "on_http_request.rules[0].actions[0] (circuit-breaker).config"
@@ -248,3 +249,31 @@ def test_bad_configs_are_refused_naming_the_field(config: dict[str, Any], messag
     with pytest.raises(PolicyError) as refused:
         action(config)
     assert str(refused.value) == f"{WHERE}.{message}"
+
+
+DOCS_POLICY = """
+on_http_request:
+  - actions:
+    - type: "circuit-breaker"
+      config:
+        error_threshold: 0
+        volume_threshold: 1
+        window_duration: "60s"
+        tripped_duration: "2m"
+        enforce: true
+"""
+
+
+def test_the_docs_policy_trips_on_the_second_request_and_lets_a_trial_through_two_minutes_later() -> None:
+    policy = load_policy(DOCS_POLICY, proto="https")
+    clock = Clock(0.0)
+    first = phase_run(clock)
+    assert run_phase(policy, first) is None
+    for callback in first.on_response:
+        callback(200)
+    clock.now = 0.01
+    second = run_phase(policy, phase_run(clock))
+    assert isinstance(second, Respond)
+    assert second.status == 503
+    clock.now = 120.01
+    assert run_phase(policy, phase_run(clock)) is None

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError
+from agentapi.engine.policy import PolicyError, load_policy
 from agentapi.engine.policy.actions.base import RESPONSE, Config, PhaseRun
 from agentapi.engine.policy.actions.compress_response import CompressResponse, compressible_type, negotiate
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
 
 WHERE = "on_http_response.rules[0].actions[0] (compress-response).config"
@@ -198,3 +199,28 @@ def test_bad_configs_are_refused_naming_the_field(config: dict[str, Any], messag
     with pytest.raises(PolicyError) as refused:
         action(config)
     assert str(refused.value).startswith(f"{WHERE}.{message}")
+
+
+DOCS_POLICY = """
+on_http_response:
+  - expressions:
+      - "req.url.path.startsWith('/api/')"
+    actions:
+      - type: "compress-response"
+        config:
+          algorithms:
+            - "gzip"
+            - "br"
+            - "deflate"
+            - "compress"
+"""
+
+
+@pytest.mark.parametrize(("path", "coding"), [("/api/posts", "gzip"), ("/index.html", None)])
+def test_the_docs_policy_compresses_api_paths_only(path: str, coding: str | None) -> None:
+    policy = load_policy(DOCS_POLICY, proto="https")
+    run = phase_run(accept="gzip, deflate, br")
+    assert run.request is not None
+    run.request.target = path
+    assert run_phase(policy, run) is None
+    assert run.compress == coding

@@ -21,11 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from agentapi.engine.policy import PolicyError
+from agentapi.engine.policy import PolicyError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, Config, PhaseRun
 from agentapi.engine.policy.actions.jwt_validation import JwtValidation
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
 from agentapi.engine.policy.outcomes import Respond
+from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
 
 WHERE = "on_http_request.rules[0].actions[0] (jwt-validation).config"
@@ -511,3 +512,73 @@ def test_the_required_sections_are_required(section: str) -> None:
     with pytest.raises(PolicyError) as error:
         action(raw)
     assert str(error.value) == f"{WHERE}.{section}: is required"
+
+
+# Through load_policy: the docs' basic example, and ${...} in an issuer
+
+DOCS_POLICY = """
+on_http_request:
+  - actions:
+      - type: jwt-validation
+        config:
+          issuer:
+            allow_list:
+              - value: https://example.com/issuer
+          audience:
+            allow_list:
+              - value: urn:example:api
+          http:
+            tokens:
+              - type: access_token
+                method: header
+                name: Authorization
+                prefix: 'Bearer '
+              - type: it+jwt
+                method: body
+                name: _id_token
+          jws:
+            allowed_algorithms:
+              - RS256
+              - ES256
+            keys:
+              sources:
+                additional_jkus:
+                  - JKU
+"""
+
+
+async def test_the_docs_policy_asks_for_the_body_and_lets_a_request_with_both_tokens_through(
+    keys: Keys, jwks_server: JwksServer
+) -> None:
+    policy = load_policy(DOCS_POLICY.replace("JKU", jwks_server.url), proto="https")
+    assert policy.needs_request_body
+    for loaded in policy.actions():
+        await loaded.prepare()
+    access, identity = token(keys.rsa), token(keys.ec, kid="ec-1", alg="ES256")
+    run = phase_run(
+        [*bearer(access), ("Content-Type", "application/json")],
+        method="POST",
+        body=json.dumps({"_id_token": identity}).encode(),
+    )
+    assert run_phase(policy, run) is None
+    tokens = run.scope.actions["jwt_validation"]["tokens"]
+    assert [(shown["location_property"], shown["verified"]) for shown in tokens] == [
+        ("Authorization", True),
+        ("_id_token", True),
+    ]
+
+
+async def test_an_issuer_may_be_interpolated_per_request(keys: Keys, jwks_server: JwksServer) -> None:
+    text = DOCS_POLICY.replace("JKU", jwks_server.url).replace(
+        "https://example.com/issuer", "https://${req.host}/issuer"
+    )
+    text = text.replace(
+        "              - type: it+jwt\n                method: body\n                name: _id_token\n", ""
+    )
+    policy = load_policy(text, proto="https")
+    assert not policy.needs_request_body
+    for loaded in policy.actions():
+        await loaded.prepare()
+    host_issued = token(keys.rsa, iss="https://example-api.ngrok.app/issuer")
+    assert run_phase(policy, phase_run(bearer(host_issued))) is None
+    refused(run_phase(policy, phase_run(bearer(token(keys.rsa)))))

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from agentapi.engine.policy import PolicyError
-from agentapi.engine.policy.actions import rate_limit
+from agentapi.engine.policy import PolicyError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, Config, PhaseRun
 from agentapi.engine.policy.actions.rate_limit import RateLimit, bucket_text
 from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
 from agentapi.engine.policy.outcomes import Respond
+from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.sliding_window import SlidingWindowLimiter
 from agentapi.engine.policy.variables import Scope
 
@@ -95,25 +95,7 @@ def test_past_the_bucket_cap_the_least_recently_used_bucket_is_forgotten() -> No
     assert not limiter.hit("c", 3.0).allowed
 
 
-# The action (bucket keys through a stand-in for CEL that reads attributes, e.g. conn.client_ip)
-
-
-class AttributeExpression:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.roots = frozenset({source.split(".")[0]})
-
-    def evaluate(self, scope: Scope) -> Any:
-        root, *path = self.source.split(".")
-        value: Any = {"conn": scope.conn, "req": scope.request}[root]
-        for name in path:
-            value = getattr(value, name)
-        return value
-
-
-@pytest.fixture(autouse=True)
-def attribute_cel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rate_limit, "compile_expression", lambda text, where: AttributeExpression(text))
+# The action
 
 
 def action(config: dict[str, Any]) -> RateLimit:
@@ -138,6 +120,66 @@ def phase_run(client_ip: str = "203.0.113.7", *, clock: Clock, host: str = "exam
     request = RequestFacts("GET", "/get", "1.1", "https", host, [("Host", host)], 0.0)
     scope.request = request
     return PhaseRun(phase=REQUEST, scope=scope, conn=conn, request=request, clock=clock)
+
+
+DOCS_POLICY = """
+on_http_request:
+  - actions:
+      - type: rate-limit
+        config:
+          name: Only allow 30 requests per minute
+          algorithm: sliding_window
+          capacity: 30
+          rate: 60s
+          bucket_key:
+            - 'hasReqHeader(''host'') ? getReqHeader(''host'')[0] : ''unknown'''
+"""
+
+SOFT_LIMIT_POLICY = """
+on_http_request:
+  - actions:
+      - type: rate-limit
+        config:
+          name: soft
+          algorithm: sliding_window
+          capacity: 1
+          rate: 60s
+          bucket_key: [conn.client_ip]
+          enforce: false
+  - expressions: ["actions.ngrok.rate_limit.limited"]
+    actions:
+      - type: custom-response
+        config:
+          status_code: 503
+          body: "slow down, ${actions.ngrok.rate_limit.bucket_key}"
+"""
+
+
+def test_the_docs_policy_limits_by_host_header_and_answers_429_after_capacity() -> None:
+    policy = load_policy(DOCS_POLICY, proto="https")
+    clock = Clock(1200.0)
+    for _ in range(30):
+        assert run_phase(policy, phase_run(clock=clock, host="httpbin.ngrok.app")) is None
+    run = phase_run(clock=clock, host="httpbin.ngrok.app")
+    # The rest of this window, then 2 s of the next for one of the thirty to slide out.
+    assert run_phase(policy, run) == Respond(429, [("Retry-After", "62")])
+    assert run.trace[-1].outcome == "429, bucket httpbin.ngrok.app"
+    assert run_phase(policy, phase_run(clock=clock, host="other.ngrok.app")) is None
+
+
+def test_a_later_rule_reads_the_actions_result_variables() -> None:
+    policy = load_policy(SOFT_LIMIT_POLICY, proto="https")
+    clock = Clock(0.0)
+    assert run_phase(policy, phase_run(clock=clock)) is None
+    outcome = run_phase(policy, phase_run(clock=clock))
+    assert isinstance(outcome, Respond)
+    assert (outcome.status, outcome.body) == (503, b"slow down, 203.0.113.7")
+
+
+def test_a_bucket_key_that_does_not_compile_is_refused_at_load() -> None:
+    bad = DOCS_POLICY.replace("'hasReqHeader(''host'') ? getReqHeader(''host'')[0] : ''unknown'''", "conn.client_ip +")
+    with pytest.raises(PolicyError, match=r"\(rate-limit\)\.config\.bucket_key\[0\]"):
+        load_policy(bad, proto="https")
 
 
 def test_the_docs_example_answers_429_with_retry_after_once_capacity_is_spent() -> None:
