@@ -25,6 +25,7 @@ export function openReplayEditor(seedUrl, replayUrl, onReplayed) {
       dialog.querySelector(".binary-body-note").hidden = seed.body !== null;
       dialog.dataset.bodyBase64 = seed.body_base64 || "";
       dialog.dataset.id = seed.id;
+      form.elements.through_policy.checked = false; // each replay bypasses the policy unless asked
       signed.hidden = seed.signed.length === 0;
       signed.textContent = seed.signed.length
         ? `This request carries ${seed.signed.join(", ")}: the receiver will likely refuse a replay, and a changed body breaks the signature.`
