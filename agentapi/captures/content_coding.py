@@ -159,7 +159,9 @@ def _brotli(data: bytes, limit: int) -> Stage:
                 return Stage(bytes(out[:limit]), cut=True)
             if decompressor.is_finished():
                 return Stage(bytes(out))
-            if decompressor.can_accept_more_data():  # the input is used up before the end
+            # can_accept_more_data() is also true while output waits behind output_buffer_limit, so
+            # only a drain that gives nothing says the input ran out before the stream's end.
+            if not chunk and decompressor.can_accept_more_data():
                 return Stage(bytes(out), ended_early=True)
             chunk = decompressor.process(b"", output_buffer_limit=_STEP)
     except brotli.error as error:

@@ -87,6 +87,16 @@ def test_a_cut_brotli_stream_is_flagged_not_an_error() -> None:
     assert result.data and text.startswith(result.data)
 
 
+@pytest.mark.parametrize("size", [96 * 1024 + 1, 218_890, 3 * MIB])
+def test_a_whole_brotli_body_of_any_size_decodes_whole(size: int) -> None:
+    # Brotli says it can take more input while decoded bytes still wait behind the output limit:
+    # a body of more than one output step must not be read as one that ends early.
+    text = (b'{"id": %d, "name": "J\xc3\xbcrgen", "tags": ["a", "b"]}\n' * (size // 40 + 1))[:size]
+    result = decode(brotli.compress(text), "br", limit=8 * MIB)
+    assert not result.ended_early and not result.error
+    assert result.data == text
+
+
 def test_text_that_brotli_reads_as_nothing_is_not_brotli() -> None:
     # Brotli has no magic number: b"plain text" is a valid start of a stream that never gives a byte.
     result = decode(b"plain text", "br", limit=MIB)

@@ -184,7 +184,7 @@ class Action:
     # Ends the phase whenever it runs (custom-response, deny, close-connection, forward-internal).
     terminating: ClassVar[bool] = False
     # Needs the whole request body before it runs (verify-webhook): the proxy reads it first.
-    needs_body: ClassVar[bool] = False
+    needs_body: bool = False  # an instance may set it from its config (jwt-validation's body tokens)
 
     def __init__(self, config: Config, *, phase: str) -> None:
         self.phase = phase

@@ -131,8 +131,7 @@ class JwtValidation(Action):
         jws.finish()
         self.keys = JwksCache(sources)
         if any(token.method == "body" for token in self.tokens):
-            # `needs_body` is a ClassVar of Action; this action needs the body only for body tokens.
-            vars(self)["needs_body"] = True
+            self.needs_body = True  # only for tokens read from the body
 
     async def prepare(self) -> None:
         try:
