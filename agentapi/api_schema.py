@@ -293,6 +293,13 @@ COMPONENTS: dict[str, Any] = {
             "id": {"type": "string", "description": "The capture to replay."},
             "tunnel_name": {"type": "string", "nullable": True, "description": "Default: the capture's tunnel."},
             "tunnelName": {"type": "string", "nullable": True, "description": "npm's spelling."},
+            "through_policy": {
+                "type": "boolean",
+                "nullable": True,
+                "default": False,
+                "description": "Ours: run the tunnel's Traffic Policy (on_http_request) on it first"
+                " (default: straight to the service, bypassing the policy as ngrok does).",
+            },
         },
         "required": ["id"],
     },

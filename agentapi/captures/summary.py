@@ -30,6 +30,7 @@ SUMMARY_FIELDS = (
     "request_complete",
     "response_complete",
     "incomplete_reason",
+    "policy_action",
 )
 
 
@@ -51,5 +52,8 @@ def summary(capture: Capture) -> dict[str, Any]:
         "request_complete": capture.request_complete,
         "response_complete": capture.response_complete,
         "incomplete_reason": capture.incomplete_reason,
+        # The Traffic Policy action that answered instead of the service ("" when the service
+        # did): the list's "blocked by policy" mark. The steps themselves are in the detail.
+        "policy_action": capture.policy_action,
         "truncated": capture.stored_size < capture.request_size + (capture.response_size or 0),
     }

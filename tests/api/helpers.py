@@ -17,7 +17,8 @@ ERROR_KEYS = ["error_code", "status_code", "msg", "details"]
 TUNNEL_KEYS = ["name", "ID", "uri", "public_url", "proto", "config", "metrics"]
 CONNS_KEYS = ["count", "gauge", "rate1", "rate5", "rate15", "p50", "p90", "p95", "p99"]
 HTTP_KEYS = ["count", "rate1", "rate5", "rate15", "p50", "p90", "p95", "p99"]
-# ngrok's keys in ngrok's order, then ours: true sizes and whether each message crossed whole.
+# ngrok's keys in ngrok's order, then ours: true sizes, whether each message crossed whole, and
+# what the endpoint's Traffic Policy did.
 CAPTURE_KEYS = [
     "uri",
     "id",
@@ -26,6 +27,7 @@ CAPTURE_KEYS = [
     "start",
     "duration",
     "incomplete_reason",
+    "traffic_policy",
     "request",
     "response",
 ]

@@ -41,6 +41,7 @@ def test_it_lists_newest_first_with_metadata_only(client, make_capture) -> None:
         "request_complete",
         "response_complete",
         "incomplete_reason",
+        "policy_action",
         "truncated",
     }
     assert (first["request_complete"], first["response_complete"], first["truncated"]) == (True, True, False)

@@ -29,6 +29,8 @@ def row(capture_id: str, size: int = 100, status: int | None = 200) -> dict:
         "request_complete": True,
         "response_complete": True,
         "incomplete_reason": "",
+        "policy_trace": [],
+        "policy_action": "",
     }
 
 

@@ -8,6 +8,7 @@ from agentapi.capture_store import OrmCaptureStore
 from agentapi.captures.summary import SUMMARY_FIELDS, summary
 from agentapi.engine.capture_record import CaptureRecord
 from agentapi.engine.capture_sink import _snapshot, _summary
+from agentapi.engine.policy.trace import TraceEntry
 from agentapi.models import Capture
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +59,15 @@ def cut_and_incomplete() -> CaptureRecord:
     return record
 
 
-@pytest.mark.parametrize("make", [whole, pending, cut_and_incomplete])
+def refused_by_policy() -> CaptureRecord:
+    record = whole()
+    record.id = "airt_refused"
+    record.policy_trace = [TraceEntry("on_http_request", "auth", "basic-auth", "refused 401", terminal=True)]
+    record.status_code = 401
+    return record
+
+
+@pytest.mark.parametrize("make", [whole, pending, cut_and_incomplete, refused_by_policy])
 def test_a_pushed_summary_is_the_listed_one(make) -> None:
     row = _snapshot(make())
     OrmCaptureStore(budget=0).write([row], [])
