@@ -2,6 +2,13 @@
 
 `t=2026-01-02T03:04:05+0000 lvl=info msg="starting web service" obj=web addr=127.0.0.1:4040`
 Values with spaces, quotes or `=` are quoted; level names are ngrok's (dbug, info, warn, eror, crit).
+
+Where the lines go is ngrok's `log` key and `--log` flag (`agent/config/v3.mdx`): `stdout`, `stderr`,
+`false` (the default: no log) or a file path. A file is opened for appending (never truncated, so
+logrotate's `copytruncate` and a restarted agent both keep the history), line-buffered, UTF-8; a file
+that cannot be opened is a `LogTargetError` whose message is the one start-up error line. Formats are
+ngrok's `log_format`: `logfmt`, `json`, and `term` (a coloured human format on a terminal; written
+as logfmt here, which is what ngrok writes when the destination is not a terminal).
 """
 
 from __future__ import annotations
@@ -9,7 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import sys
+import threading
 from typing import Any, TextIO
+
+LOG_FORMATS = ("logfmt", "json", "term")
 
 _LEVELS = {
     logging.DEBUG: "dbug",
@@ -30,14 +42,37 @@ def _value(value: Any) -> str:
     return text
 
 
-class AgentLog:
-    """Writes one line per event, flushed, in logfmt or JSON."""
+class LogTargetError(Exception):
+    """The log destination cannot be used (a file that cannot be opened, an unknown format)."""
 
-    def __init__(self, stream: TextIO | None, fmt: str = "logfmt") -> None:
+
+class AgentLog:
+    """Writes one line per event, flushed, in logfmt or JSON; `stream` None: writes nothing.
+
+    Lines come from the event loop and from the capture writer thread (through `AgentLogHandler`),
+    so each line is written under a lock and never interleaves with another.
+    """
+
+    def __init__(self, stream: TextIO | None, fmt: str = "logfmt", *, owns_stream: bool = False) -> None:
         self.stream = stream
         self.fmt = fmt
+        self.owns_stream = owns_stream  # a file this log opened, closed by `close`
+        self._lock = threading.Lock()
+
+    @property
+    def to_file(self) -> bool:
+        """True when the lines go to a file this log opened (not stdout or stderr)."""
+        return self.owns_stream
+
+    def close(self) -> None:
+        """Close the file this log opened; stdout and stderr stay open."""
+        if self.owns_stream and self.stream is not None:
+            with self._lock:
+                self.stream.close()
+                self.stream = None
 
     def line(self, lvl: str, msg: str, **fields: Any) -> None:
+        """Write one event: `lvl` is ngrok's level name, `fields` become key=value pairs (str()ed)."""
         if self.stream is None:
             return
         now = dt.datetime.now().astimezone()
@@ -48,8 +83,38 @@ class AgentLog:
             parts = [f"t={now.strftime('%Y-%m-%dT%H:%M:%S%z')}", f"lvl={lvl}", f"msg={_value(msg)}"]
             parts += [f"{key}={_value(value)}" for key, value in fields.items()]
             text = " ".join(parts)
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        with self._lock:
+            if self.stream is None:  # closed by another thread meanwhile
+                return
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def open_log_target(target: str, fmt: str = "logfmt") -> AgentLog:
+    """The AgentLog for ngrok's `log` value: "stdout", "stderr", "false"/"" (none) or a file path.
+
+    `fmt` is ngrok's `log_format` ("logfmt", "json", "term"; "" means logfmt). A path is expanded
+    (`~`), opened for appending, line-buffered, UTF-8, and owned by the returned log (`close`).
+    Raises LogTargetError with a one-line message: an unknown format, or a file that cannot be
+    opened (`cannot open log file /var/log/agent.log: permission denied`).
+    """
+    fmt = fmt or "logfmt"
+    if fmt not in LOG_FORMATS:
+        raise LogTargetError(f"invalid log format {fmt!r}: one of {', '.join(LOG_FORMATS)} expected")
+    written = "json" if fmt == "json" else "logfmt"
+    if target in ("", "false"):
+        return AgentLog(None, written)
+    if target == "stdout":
+        return AgentLog(sys.stdout, written)
+    if target == "stderr":
+        return AgentLog(sys.stderr, written)
+    path = os.path.expanduser(target)
+    try:
+        stream = open(path, "a", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 (owned)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise LogTargetError(f"cannot open log file {path}: {reason}") from None
+    return AgentLog(stream, written, owns_stream=True)
 
 
 class AgentLogHandler(logging.Handler):

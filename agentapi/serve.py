@@ -43,6 +43,14 @@ class ServeOptions:
     web_allow_hosts: tuple[str, ...] = ()  # the config file's, on top of AGENT_WEB_ALLOW_HOSTS
     inspect_db_size: int = 0  # 0: AGENT_INSPECT_DB_SIZE; -1: no captures
     definitions: tuple[dict[str, Any], ...] = ()  # tunnels to start, each with its name
+    # ngrok's console_ui: "true", "false" or "iftty" (shown when stdout is a terminal).
+    console_ui: str = "iftty"
+    # ngrok's console_ui_color: the console's background ("transparent", "black"...); "": the terminal's.
+    console_ui_color: str = ""
+    # `--log stdout` (or `log: stdout`): the log lines own stdout, so no console, as in ngrok.
+    log_to_stdout: bool = False
+    # What the console shows as Region; "": "local".
+    region_label: str = ""
 
 
 def run(options: ServeOptions, log: AgentLog) -> None:
