@@ -2,8 +2,11 @@
 
 Pages render the first page of captures into the HTML, so the list shows without waiting for a
 script round trip; everything after that (older pages, details, live deltas) is fetched on demand.
-State-changing endpoints are POSTs behind Django's CSRF check (the page sends the token in a header);
-plain replay and clear go to the agent API, which accepts only JSON bodies (no cross-site forms).
+State-changing endpoints (replay, delete one, clear) are POSTs or DELETEs behind Django's CSRF check
+(the page sends the token in a header). Deleting captures tells every open inspector over the
+channel layer (the `captures.stored` event with `evicted` ids, as the store's eviction does), and
+lets the capture store re-read its running total. "Clear" with filters deletes only what the
+filters match, and refuses filters with errors: a dropped filter would clear more than was shown.
 """
 
 from __future__ import annotations
@@ -12,20 +15,22 @@ import json
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agentapi.captures.content_views import Body, sniff_image
 from agentapi.captures.message_body import parse_message
+from agentapi.captures.summary import SUMMARY_FIELDS, summary
 from agentapi.models import Capture
-from agentapi.runtime import NotAnHttpTunnel, ReplayRefused, TunnelNotRunning, current_runtime
+from agentapi.runtime import CAPTURES_GROUP, NotAnHttpTunnel, ReplayRefused, TunnelNotRunning, current_runtime
 
 from .capture_detail import capture_detail
 from .capture_filters import ANSWERING_ACTIONS, parse_filters
-from .capture_list import PAGE_SIZE, capture_page
+from .capture_list import PAGE_SIZE, ListError, capture_page, count_matching, matching_ids, parse_sort
 from .exporters import curl_command, har_log
 from .replay_request import ReplayRequestError, build_request, parse_edit, seed
 from .tunnel_status import tunnels_for_page
@@ -33,6 +38,8 @@ from .tunnel_status import tunnels_for_page
 HAR_DEFAULT_LIMIT = 1000
 HAR_MAX_LIMIT = 10000
 SIDES = ("request", "response")
+# The filtered count "Clear N filtered" names: counted up to this, "N+" past it.
+CLEAR_COUNT_CAP = 10000
 
 
 def _no_sniff(response: HttpResponse) -> HttpResponse:
@@ -57,18 +64,26 @@ def _int(raw: str | None, default: int) -> int:
 @require_GET
 def inspector(request: HttpRequest) -> HttpResponse:
     filters = parse_filters(request.GET)
-    page = capture_page(filters, limit=PAGE_SIZE)
+    try:
+        sort = parse_sort(request.GET.get("sort"))
+    except ListError as error:
+        filters.errors.append(str(error))
+        sort = parse_sort("")
+    page = capture_page(filters, limit=PAGE_SIZE, sort=sort)
     tunnels = tunnels_for_page()
     boot = {
         "page": page.as_json(),
         "filters": filters.given,
         "filter_query": filters.query_string(),
         "filters_active": filters.active,
+        "sort": sort.as_param(),
         "tunnels": [{k: t[k] for k in ("name", "public_url", "proto", "addr")} for t in tunnels],
         "urls": {
             "captures": reverse("inspector-captures"),
             "export_har": reverse("inspector-export-har"),
             "replay": reverse("inspector-replay"),
+            "clear": reverse("inspector-clear"),
+            "count": reverse("inspector-count"),
             "api_requests": "/api/requests/http",
             "socket": "/ws/inspector",
         },
@@ -99,18 +114,98 @@ def status(request: HttpRequest) -> HttpResponse:
 # --- list and detail -----------------------------------------------------------------------
 @require_GET
 def captures_json(request: HttpRequest) -> JsonResponse:
+    """A page of summaries: the filters, `sort`, `before` (the previous page's `next_before`),
+    `limit`, `ids` (only these) and `at` (epoch seconds: start the newest-first list there)."""
     filters = parse_filters(request.GET)
     ids = [i for i in request.GET.get("ids", "").split(",") if i] or None
-    page = capture_page(
-        filters, before=request.GET.get("before") or None, limit=_int(request.GET.get("limit"), PAGE_SIZE), ids=ids
-    )
+    try:
+        at = float(request.GET["at"]) if request.GET.get("at") else None
+        page = capture_page(
+            filters,
+            before=request.GET.get("before") or None,
+            limit=_int(request.GET.get("limit"), PAGE_SIZE),
+            ids=ids,
+            sort=parse_sort(request.GET.get("sort")),
+            at=at,
+        )
+    except ValueError as error:  # ListError, or an `at` that is not a number
+        return _error(400, str(error) if isinstance(error, ListError) else f"at: {error}")
     return JsonResponse({**page.as_json(), "filter_errors": filters.errors})
+
+
+@require_GET
+def captures_count(request: HttpRequest) -> JsonResponse:
+    """How many captures the filters match, for the Clear button: {"count", "exact", "filtered"}.
+    Counted up to CLEAR_COUNT_CAP (exact false past it); never a whole-table count."""
+    filters = parse_filters(request.GET)
+    if not filters.active:
+        return JsonResponse({"count": None, "exact": False, "filtered": False, "filter_errors": filters.errors})
+    count, exact = count_matching(filters, cap=CLEAR_COUNT_CAP)
+    return JsonResponse({"count": count, "exact": exact, "filtered": True, "filter_errors": filters.errors})
 
 
 @require_GET
 def capture_json(request: HttpRequest, capture_id: str) -> JsonResponse:
     capture = get_object_or_404(Capture, id=capture_id)
     return JsonResponse(capture_detail(capture))
+
+
+# --- delete and clear ----------------------------------------------------------------------
+def _announce_deleted(ids: list[str]) -> None:
+    """Tell every open inspector (the consumer's `captures.evicted`) and the capture store."""
+    runtime = current_runtime()
+    if runtime is not None:
+        runtime.forget_stored_total()
+    layer = get_channel_layer()
+    if layer is None or not ids:
+        return
+    for start in range(0, len(ids), 500):
+        async_to_sync(layer.group_send)(
+            CAPTURES_GROUP, {"type": "captures.stored", "evicted": ids[start : start + 500]}
+        )
+
+
+def _flush_captures() -> None:
+    # Captures still queued in the sink are stored first, so a delete sees them.
+    runtime = current_runtime()
+    if runtime is not None:
+        async_to_sync(runtime.flush_captures)()
+
+
+@require_http_methods(["DELETE"])
+def capture_delete(request: HttpRequest, capture_id: str) -> HttpResponse:
+    """Delete one capture: 204, or 404 when it is not stored."""
+    _flush_captures()
+    deleted, _ = Capture.objects.filter(id=capture_id).delete()
+    if not deleted:
+        return _error(404, f"no capture {capture_id!r} is stored")
+    _announce_deleted([capture_id])
+    return HttpResponse(status=204)
+
+
+@require_POST
+def captures_clear(request: HttpRequest) -> JsonResponse:
+    """Delete the captures the query string's filters match (all of them without filters):
+    {"deleted": N (null for all), "filtered": bool}. 400 when a filter has an error."""
+    filters = parse_filters(request.GET)
+    if filters.errors:
+        return _error(400, "not cleared, a filter has an error: " + "; ".join(filters.errors))
+    runtime = current_runtime()
+    if not filters.active:
+        if runtime is not None:
+            async_to_sync(runtime.clear_captures)()
+        else:
+            Capture.objects.all().delete()
+        return JsonResponse({"deleted": None, "filtered": False})
+    _flush_captures()
+    deleted: list[str] = []
+    # Collected first, then deleted: deleting while walking would move the walk's cursor.
+    for batch in matching_ids(filters):
+        deleted += batch
+    for start in range(0, len(deleted), 500):
+        Capture.objects.filter(id__in=deleted[start : start + 500]).delete()
+    _announce_deleted(deleted)
+    return JsonResponse({"deleted": len(deleted), "filtered": True})
 
 
 def _message_bytes(capture: Capture, side: str) -> bytes | None:
@@ -183,6 +278,41 @@ def export_har(request: HttpRequest) -> HttpResponse:
         captures += Capture.objects.filter(id__in=ids[start : start + 200])
     captures.sort(key=lambda capture: capture.id)
     return _har_response(captures, "captures.har")
+
+
+# --- replay ----------------------------------------------------------------------------------
+@require_POST
+def capture_replay(request: HttpRequest, capture_id: str) -> JsonResponse:
+    """Replay a stored capture as the API does (bypassing the Traffic Policy unless the JSON body
+    says `"through_policy": true`); 201 with the new capture: {"id", "status_code", "replay_of",
+    "capture": summary}, so the page can name and select it."""
+    try:
+        data: Any = json.loads(request.body or b"{}")
+    except json.JSONDecodeError:
+        return _error(400, "a JSON body is expected")
+    through_policy = data.get("through_policy", False) if isinstance(data, dict) else None
+    if not isinstance(through_policy, bool):
+        return _error(400, "through_policy must be true or false")
+    runtime = current_runtime()
+    if runtime is None:
+        return _error(503, "no tunnel engine runs in this process")
+    capture = get_object_or_404(Capture, id=capture_id)
+    try:
+        replayed = async_to_sync(runtime.replay)(capture, through_policy=through_policy)
+    except (TunnelNotRunning, NotAnHttpTunnel):
+        return _error(404, f"no HTTP tunnel named {capture.tunnel_name!r} is running")
+    except ReplayRefused as error:  # cut at the capture limit, or the request did not cross whole
+        return _error(400, str(error))
+    stored = Capture.objects.filter(id=replayed.id).only(*SUMMARY_FIELDS).first()
+    return JsonResponse(
+        {
+            "id": replayed.id,
+            "status_code": replayed.status_code,
+            "replay_of": capture.id,
+            "capture": summary(stored) if stored is not None else None,
+        },
+        status=201,
+    )
 
 
 # --- replay with modifications ---------------------------------------------------------------
