@@ -9,6 +9,10 @@ logrotate's `copytruncate` and a restarted agent both keep the history), line-bu
 that cannot be opened is a `LogTargetError` whose message is the one start-up error line. Formats are
 ngrok's `log_format`: `logfmt`, `json`, and `term` (a coloured human format on a terminal; written
 as logfmt here, which is what ngrok writes when the destination is not a terminal).
+
+While the full-screen console is up (agentapi/console), lines bound for the terminal would tear it:
+the console `hold`s such a log, keeping its warnings and errors, and `release`s it when it closes,
+so they are written after the console is gone. A log to a file is never held.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import threading
 from typing import Any, TextIO
 
 LOG_FORMATS = ("logfmt", "json", "term")
+HELD_LINES = 100  # warnings and errors kept while the console owns the terminal
+_KEPT_WHILE_HELD = frozenset({"warn", "eror", "crit"})
 
 _LEVELS = {
     logging.DEBUG: "dbug",
@@ -58,6 +64,31 @@ class AgentLog:
         self.fmt = fmt
         self.owns_stream = owns_stream  # a file this log opened, closed by `close`
         self._lock = threading.Lock()
+        self._held: list[str] | None = None  # while the console owns the terminal: lines kept back
+
+    @property
+    def to_terminal(self) -> bool:
+        """True when the lines go to a terminal (stdout or stderr on a tty)."""
+        stream = self.stream
+        try:
+            return stream is not None and stream.isatty()
+        except (ValueError, OSError):  # a closed stream
+            return False
+
+    def hold(self) -> None:
+        """Keep lines off the stream until `release` (the console owns the terminal): warnings and
+        errors are kept (the last HELD_LINES of them), the rest dropped."""
+        with self._lock:
+            if self._held is None:
+                self._held = []
+
+    def release(self) -> None:
+        """Write the lines kept since `hold`, and write every line again from now on."""
+        with self._lock:
+            held, self._held = self._held, None
+            if held and self.stream is not None:
+                self.stream.write("".join(held))
+                self.stream.flush()
 
     @property
     def to_file(self) -> bool:
@@ -85,6 +116,11 @@ class AgentLog:
             text = " ".join(parts)
         with self._lock:
             if self.stream is None:  # closed by another thread meanwhile
+                return
+            if self._held is not None:
+                if lvl in _KEPT_WHILE_HELD:
+                    self._held.append(text + "\n")
+                    del self._held[:-HELD_LINES]
                 return
             self.stream.write(text + "\n")
             self.stream.flush()

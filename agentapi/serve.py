@@ -6,9 +6,11 @@ line and config file add (web_allow_hosts, inspect_db_size) goes to the runtime 
 
 The order: migrate, bind the web socket (trying the next ports when the default one is taken, like
 ngrok), start the runtime (so the first API request finds it), start uvicorn on the socket, log the
-lines clients wait for, start the requested tunnels, log `agent ready`. On SIGINT/SIGTERM: listeners
-first, then every pending capture, then the web server. A start-up failure is a `StartupError`
-whose message is what the command reports.
+lines clients wait for, start the requested tunnels, show the console (agentapi/console: ngrok's
+`console_ui` rules; the banner lines are printed only without it), log `agent ready`. On
+SIGINT/SIGTERM: the console gives the terminal back first, then listeners, then every pending
+capture, then the web server. A start-up failure is a `StartupError` whose message is what the
+command reports (a bad console_ui or console_ui_color is one).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import asyncio
 import gc
 import signal
 import socket
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import call_command
 
+from .console import AgentConsole, ConsoleSettingError, console_wanted
 from .logfmt import AgentLog
 from .runtime import AgentRuntime, TunnelConfigError, TunnelExists, TunnelInfo, TunnelStartError
 
@@ -70,6 +75,12 @@ async def serve(options: ServeOptions, log: AgentLog) -> None:
 
     from .bounded_http import BoundedHttpToolsProtocol
 
+    try:
+        show_console = console_wanted(
+            options.console_ui, stdout_is_terminal=_is_terminal(sys.stdout), log_to_stdout=options.log_to_stdout
+        )
+    except ConsoleSettingError as error:
+        raise StartupError(str(error)) from None
     await asyncio.to_thread(call_command, "migrate", verbosity=0, interactive=False)
     sock = bind_web(options.web_addr)
     web_host, web_port = sock.getsockname()[:2]
@@ -106,7 +117,7 @@ async def serve(options: ServeOptions, log: AgentLog) -> None:
     log.line("info", "starting web service", obj="web", addr=web_addr, allow_hosts=",".join(allow_hosts))
     log.line("info", "client session established", obj="csess", id=runtime.agent_id)
     log.line("info", "tunnel session started", obj="tunnels.session")
-    if log.stream is None:
+    if log.stream is None and not show_console:
         print(f"Web Interface                 http://{web_addr}", flush=True)
         print(
             f"Admin                         http://{web_addr}/admin/ (login: python manage.py createsuperuser)",
@@ -119,12 +130,31 @@ async def serve(options: ServeOptions, log: AgentLog) -> None:
                 log.line(
                     "info", "started tunnel", obj="tunnels", name=tunnel.name, addr=tunnel.addr, url=tunnel.public_url
                 )
-                if log.stream is None:
+                if log.stream is None and not show_console:
                     print(f"Forwarding                    {tunnel.public_url} -> {tunnel.addr}", flush=True)
     except StartupError:
         await runtime.close()
         await server.shutdown()
         raise
+
+    console: AgentConsole | None = None
+    if show_console:
+        console = AgentConsole(
+            runtime.tunnels,
+            get_channel_layer(),
+            log,
+            version=settings.AGENT_VERSION,
+            web_url=f"http://{web_addr}",
+            region=options.region_label,
+            color=options.console_ui_color,
+        )
+        try:
+            await console.start()
+        except ConsoleSettingError as error:
+            await console.close()
+            await runtime.close()
+            await server.shutdown()
+            raise StartupError(str(error)) from None
 
     # Everything made so far (Django, URL conf, templates) lives as long as the process: keep it
     # out of the collector's generations, and collect young objects less often. At proxy rates
@@ -134,7 +164,12 @@ async def serve(options: ServeOptions, log: AgentLog) -> None:
     log.line("info", "agent ready", obj="app", tunnels=len(await runtime.tunnels()))
     main_loop = loop.create_task(server.main_loop())
     stop_wait = loop.create_task(stop.wait())
-    await asyncio.wait([main_loop, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    try:
+        await asyncio.wait([main_loop, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # The terminal first (Ctrl-C gives it back at once, and the log lines held meanwhile).
+        if console is not None:
+            await console.close()
     log.line("info", "received stop request", obj="app", stopReq="signal")
     # Listeners first, then every pending capture, then the web server.
     await runtime.close()
@@ -151,6 +186,13 @@ async def _start(runtime: AgentRuntime, definition: dict[str, Any]) -> list[Tunn
         return await runtime.start_tunnel(definition, name)
     except (TunnelConfigError, TunnelExists, TunnelStartError) as error:
         raise StartupError(f"tunnel {name!r}: {error}") from None
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):  # a replaced or closed stdout
+        return False
 
 
 def bind_web(web_addr: str | None) -> socket.socket:
