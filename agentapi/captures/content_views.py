@@ -4,25 +4,34 @@ Each view says how well it fits a body (0: not at all) from its MIME type and fi
 it to a small JSON-able dict with a `view` name the browser knows how to draw. The Summary tab shows
 the best fit; `hexdump` (the Binary tab) fits everything. Parsing errors are data, not exceptions:
 JSON and XML that do not parse come back with the text and the error's line, column and offset so the
-browser can highlight the spot.
+browser can highlight the spot; their check reads the whole body, only the drawing is cut (syntax_views).
+Multipart parts carry their index, so the browser can link each part's download.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
-from xml.dom import minidom
-from xml.parsers.expat import ExpatError
 
-from . import content_type
-from .header_text import display_text, disposition_filename, parameter
+from . import multipart, syntax_views
+from .body_text import MAX_TEXT, Body, cut_note, decode_text
 
-# Bodies larger than this are shown cut, with a note (the download has everything).
-MAX_TEXT = 512 * 1024
+__all__ = [
+    "MAX_TEXT",
+    "Body",
+    "ContentView",
+    "best_view",
+    "decode_text",
+    "form_fields",
+    "hexdump",
+    "multipart_parts",
+    "render_best",
+    "render_hex",
+    "sniff_image",
+]
+
 MAX_HEX = 64 * 1024
 HEX_WIDTH = 8
 
@@ -50,50 +59,13 @@ Rendered = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Body:
-    data: bytes
-    content_type: str = ""
-
-    @property
-    def mime_type(self) -> str:
-        return content_type.mime_type(self.content_type)
-
-    @property
-    def charset(self) -> str:
-        return content_type.charset(self.content_type)
-
-
-@dataclass(frozen=True, slots=True)
 class ContentView:
     name: str
     fit: Callable[[Body], int]
     render: Callable[[Body], Rendered]
 
 
-def decode_text(body: Body) -> str | None:
-    """The body as text, or None when it looks binary."""
-    data = body.data[:MAX_TEXT]
-    try:
-        text = data.decode(body.charset)
-    except LookupError:  # an unknown charset: try UTF-8
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    except UnicodeDecodeError as error:
-        if error.reason != "unexpected end of data":
-            return None
-        text = data[: error.start].decode(body.charset)  # cut inside a character by a limit
-    if "\x00" in text:
-        return None
-    return text
-
-
-def _cut_note(body: Body) -> str:
-    return f"showing the first {MAX_TEXT} of {len(body.data)} bytes" if len(body.data) > MAX_TEXT else ""
-
-
-# --- JSON -------------------------------------------------------------------------------------
+# --- JSON, XML, HTML (syntax_views) -----------------------------------------------------------
 def _json_fit(body: Body) -> int:
     mime = body.mime_type
     if mime == "application/json" or mime.endswith("+json") or mime == "text/json":
@@ -104,23 +76,6 @@ def _json_fit(body: Body) -> int:
     return 0
 
 
-def _json_render(body: Body) -> Rendered:
-    text = decode_text(body)
-    if text is None:
-        return _hex_render(body)
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        return {
-            "view": "json",
-            "text": text,
-            "error": {"message": error.msg, "line": error.lineno, "column": error.colno, "offset": error.pos},
-            "note": _cut_note(body),
-        }
-    return {"view": "json", "text": json.dumps(value, indent=2, ensure_ascii=False), "note": _cut_note(body)}
-
-
-# --- XML --------------------------------------------------------------------------------------
 def _xml_fit(body: Body) -> int:
     mime = body.mime_type
     if mime in ("application/xml", "text/xml") or (mime.endswith("+xml") and mime != "image/svg+xml"):
@@ -130,40 +85,23 @@ def _xml_fit(body: Body) -> int:
     return 0
 
 
-def _offset_of(text: str, line: int, column: int) -> int:
-    """Character offset of a 1-based line and 0-based column."""
-    offset = 0
-    for _ in range(line - 1):
-        newline = text.find("\n", offset)
-        if newline < 0:
-            return len(text)
-        offset = newline + 1
-    return min(offset + column, len(text))
+def _html_fit(body: Body) -> int:
+    if body.mime_type == "text/html":
+        return 70
+    start = body.data[:64].lstrip().lower()
+    return 45 if start.startswith((b"<!doctype html", b"<html")) else 0
+
+
+def _json_render(body: Body) -> Rendered:
+    return syntax_views.render_json(body, _hex_render)
 
 
 def _xml_render(body: Body) -> Rendered:
-    text = decode_text(body)
-    if text is None:
-        return _hex_render(body)
-    try:
-        # expat does not fetch external entities and limits entity expansion (billion laughs).
-        document = minidom.parseString(body.data[:MAX_TEXT])
-    except ExpatError as error:
-        line, column = error.lineno, error.offset
-        return {
-            "view": "xml",
-            "text": text,
-            "error": {
-                "message": str(error).split(":", 1)[0],
-                "line": line,
-                "column": column + 1,
-                "offset": _offset_of(text, line, column),
-            },
-            "note": _cut_note(body),
-        }
-    pretty = document.toprettyxml(indent="  ")
-    pretty = "\n".join(line for line in pretty.splitlines() if line.strip())
-    return {"view": "xml", "text": pretty, "note": _cut_note(body)}
+    return syntax_views.render_xml(body, _hex_render)
+
+
+def _html_render(body: Body) -> Rendered:
+    return syntax_views.render_html(body, _hex_render)
 
 
 # --- forms ------------------------------------------------------------------------------------
@@ -179,11 +117,8 @@ def _form_render(body: Body) -> Rendered:
     return {"view": "form", "fields": [list(pair) for pair in form_fields(body.data[:MAX_TEXT])]}
 
 
-_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
-
-
 def _multipart_fit(body: Body) -> int:
-    return 85 if body.mime_type == "multipart/form-data" and _BOUNDARY.search(body.content_type) else 0
+    return 85 if body.mime_type == "multipart/form-data" and multipart.boundary(body.content_type) else 0
 
 
 def _multipart_render(body: Body) -> Rendered:
@@ -191,36 +126,24 @@ def _multipart_render(body: Body) -> Rendered:
 
 
 def multipart_parts(data: bytes, content_type: str) -> list[dict[str, Any]]:
-    """The parts of a multipart/form-data body: name, filename, type, size, text value if any."""
-    match = _BOUNDARY.search(content_type)
-    if not match:
-        return []
-    delimiter = b"--" + match.group(1).encode("utf-8")
-    parts = []
-    for piece in data.split(delimiter)[1:]:
-        if piece.startswith(b"--"):
-            break
-        piece = piece.removeprefix(b"\r\n")
-        head, separator, value = piece.partition(b"\r\n\r\n")
-        if not separator:
-            continue
-        value = value.removesuffix(b"\r\n")
-        headers = {}
-        for line in head.split(b"\r\n"):
-            key, _, field_value = line.partition(b":")
-            headers[display_text(key).strip().lower()] = display_text(field_value).strip()
-        disposition = headers.get("content-disposition", "")
-        filename = disposition_filename(disposition)
-        part: dict[str, Any] = {
-            "name": parameter(disposition, "name") or "",
-            "filename": filename,
-            "content_type": headers.get("content-type", ""),
-            "size": len(value),
-        }
-        text = decode_text(Body(value[:4096], "text/plain"))
-        part["value"] = text if text is not None and filename is None else None
-        parts.append(part)
-    return parts
+    """The parts of a multipart/form-data body, in order: {index, name, filename (None: not a
+    file), content_type, size (bytes captured), complete, value (the text of a field that is not a
+    file, its first 4 KiB; else None)}."""
+    rendered = []
+    for index, part in enumerate(multipart.parse_parts(data, content_type)):
+        text = decode_text(Body(data[part.start : min(part.end, part.start + 4096)], "text/plain"))
+        rendered.append(
+            {
+                "index": index,
+                "name": part.name,
+                "filename": part.filename,
+                "content_type": part.content_type,
+                "size": part.size,
+                "complete": part.complete,
+                "value": text if text is not None and part.filename is None else None,
+            }
+        )
+    return rendered
 
 
 # --- images, text, hex ------------------------------------------------------------------------
@@ -252,7 +175,7 @@ def _text_render(body: Body) -> Rendered:
     text = decode_text(body)
     if text is None:
         return _hex_render(body)
-    return {"view": "text", "text": text, "note": _cut_note(body)}
+    return {"view": "text", "text": text, "note": cut_note(body)}
 
 
 def hexdump(data: bytes, width: int = HEX_WIDTH) -> str:
@@ -277,6 +200,7 @@ VIEWS: tuple[ContentView, ...] = (
     ContentView("form", _form_fit, _form_render),
     ContentView("multipart", _multipart_fit, _multipart_render),
     ContentView("xml", _xml_fit, _xml_render),
+    ContentView("html", _html_fit, _html_render),
     ContentView("text", _text_fit, _text_render),
     ContentView("hex", lambda body: 1, _hex_render),
 )

@@ -1,7 +1,11 @@
 """The detail of one capture as the inspector draws it: both messages taken apart and rendered.
 
 Built on demand (never at capture time) from the stored bytes. Big bodies are cut for display with a
-note; downloads serve every stored byte. The Traffic Policy's steps come as stored with the capture.
+note, but checked whole (a JSON or XML syntax check reads every captured byte, decoded); downloads
+serve every stored byte. Each side says whether its body is all there (`body_complete`: not cut by
+the capture limit or the decoded-body limit), so a view tells a cut from a syntax error. The
+request carries the URL the client used (`url`, for the copy button); multipart parts carry the
+URL of their own download. The Traffic Policy's steps come as stored with the capture.
 """
 
 from __future__ import annotations
@@ -16,16 +20,25 @@ from agentapi.captures.message_body import Message, parse_message
 from agentapi.captures.summary import summary
 from agentapi.models import Capture
 
+from .exporters import public_url
+
 
 def capture_detail(capture: Capture) -> dict[str, Any]:
     request_raw = bytes(capture.request_raw)
     detail = summary(capture)
-    detail["request"] = message_detail(capture.id, "request", request_raw, capture.request_size, response=False)
+    detail["request"] = message_detail(
+        capture.id, "request", request_raw, capture.request_size, response=False, complete=capture.request_complete
+    )
     detail["request"]["complete"] = capture.request_complete
     detail["response"] = None
     if capture.response_raw is not None:
         detail["response"] = message_detail(
-            capture.id, "response", bytes(capture.response_raw), capture.response_size or 0, response=True
+            capture.id,
+            "response",
+            bytes(capture.response_raw),
+            capture.response_size or 0,
+            response=True,
+            complete=capture.response_complete,
         )
         detail["response"]["complete"] = capture.response_complete
     detail["banners"] = banners(capture)
@@ -38,10 +51,19 @@ def capture_detail(capture: Capture) -> dict[str, Any]:
     return detail
 
 
-def message_detail(capture_id: str, side: str, raw: bytes, size: int, *, response: bool) -> dict[str, Any]:
+def message_detail(
+    capture_id: str, side: str, raw: bytes, size: int, *, response: bool, complete: bool = True
+) -> dict[str, Any]:
+    """One side of the detail. `raw`: the stored bytes; `size`: the bytes that crossed; `complete`:
+    whether the message crossed whole (the capture's completeness flag)."""
     message = parse_message(raw, response=response)
     head = message.head
-    body = Body(message.decoded_body, message.content_type)
+    body_complete = body_is_whole(message, stored=len(raw), size=size, crossed_whole=complete)
+    body = Body(message.decoded_body, message.content_type, complete=body_complete)
+    body_view = render_best(body)
+    if body_view["view"] == "multipart":
+        for part in body_view["parts"]:
+            part["download"] = reverse("inspector-part", args=[capture_id, side, part["index"]])
     detail: dict[str, Any] = {
         "version": f"HTTP/{head.version}",
         "headers": [list(pair) for pair in message.headers],
@@ -54,9 +76,10 @@ def message_detail(capture_id: str, side: str, raw: bytes, size: int, *, respons
         "content_encoding": message.content_encoding,
         "decoded_size": len(message.decoded_body) if message.decoded else None,
         "decoded_cut": message.decoded_cut,
+        "body_complete": body_complete,
         "filename": message.filename,
         "notes": message.notes,
-        "body_view": render_best(body),
+        "body_view": body_view,
         "hex": render_hex(Body(message.body)),
         "raw": raw[:MAX_TEXT].decode("utf-8", "replace"),
         "raw_note": f"showing the first {MAX_TEXT} of {len(raw)} stored bytes" if len(raw) > MAX_TEXT else "",
@@ -73,7 +96,15 @@ def message_detail(capture_id: str, side: str, raw: bytes, size: int, *, respons
         detail["target"] = head.target
         detail["query"] = [list(pair) for pair in parse_qsl(urlsplit(head.target).query, keep_blank_values=True)]
         detail["form"] = _form(message)
+        detail["url"] = public_url(message)
     return detail
+
+
+def body_is_whole(message: Message, *, stored: int, size: int, crossed_whole: bool) -> bool:
+    """Whether the decoded body holds every byte of the body (nothing cut by the capture limit, the
+    decoded-body limit, a client or service that left, or a coded stream that ends early)."""
+    ended_early = message.coding is not None and message.coding.ended_early
+    return crossed_whole and stored >= size and not message.decoded_cut and not ended_early
 
 
 def policy_steps(capture: Capture) -> list[dict[str, Any]]:

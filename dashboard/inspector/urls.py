@@ -26,4 +26,7 @@ urlpatterns = [
     re_path(rf"^inspect/captures/{_ID}/replay-seed\.json$", views.replay_seed, name="inspector-replay-seed"),
     re_path(rf"^inspect/captures/{_ID}/{_SIDE}\.raw$", views.capture_raw, name="inspector-raw"),
     re_path(rf"^inspect/captures/{_ID}/{_SIDE}/body$", views.capture_body, name="inspector-body"),
+    re_path(
+        rf"^inspect/captures/{_ID}/{_SIDE}/parts/(?P<index>[0-9]{{1,4}})$", views.capture_part, name="inspector-part"
+    ),
 ]

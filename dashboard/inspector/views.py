@@ -20,10 +20,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agentapi.captures.content_views import Body, sniff_image
 from agentapi.captures.message_body import parse_message
+from agentapi.captures.multipart import parse_parts
 from agentapi.captures.summary import SUMMARY_FIELDS, summary
 from agentapi.models import Capture
 from agentapi.runtime import CAPTURES_GROUP, NotAnHttpTunnel, ReplayRefused, TunnelNotRunning, current_runtime
@@ -237,6 +239,25 @@ def capture_body(request: HttpRequest, capture_id: str, side: str) -> HttpRespon
     response = HttpResponse(message.decoded_body, content_type=image or "application/octet-stream")
     if not image or "download" in request.GET:
         response["Content-Disposition"] = f'attachment; filename="{capture.id}-{side}-body"'
+    return _no_sniff(response)
+
+
+@require_GET
+def capture_part(request: HttpRequest, capture_id: str, side: str, index: str) -> HttpResponse:
+    """Part `index` (from 0) of a multipart/form-data body, decoded, as a download named after it."""
+    capture = get_object_or_404(Capture, id=capture_id)
+    data = _message_bytes(capture, side)
+    if data is None:
+        return _error(404, "this capture has no response yet")
+    message = parse_message(data, response=side == "response")
+    parts = parse_parts(message.decoded_body, message.content_type)
+    if int(index) >= len(parts):
+        return _error(404, f"the {side} body has {len(parts)} multipart part(s); there is no part {index}")
+    part = parts[int(index)]
+    body = message.decoded_body[part.start : part.end]
+    response = HttpResponse(body, content_type="application/octet-stream")
+    name = part.filename or f"{capture.id}-{side}-part{index}"
+    response["Content-Disposition"] = content_disposition_header(True, name) or "attachment"
     return _no_sniff(response)
 
 
