@@ -6,7 +6,9 @@ are left out, curl adds its own. Header lines and bodies give curl the bytes tha
 text as it is (`-H 'X-User: André'`), anything else through `printf %b` with octal escapes (a
 header as `-H "$(printf %b '...')"`, a body piped in), so the command stays one pasteable line.
 
-HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/): one entry per capture, oldest first.
+HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/): one entry per capture, oldest first; a
+list is streamed entry by entry (`har_chunks`) with `log.comment` saying how many captures it holds
+and which.
 Header values are UTF-8 text, with `\\xNN` for bytes that are not UTF-8 (agentapi.captures.header_text).
 `content.text` is the response body with its content coding undone (gzip, deflate, br, zstd, stacked;
 within AGENT_DECODED_BODY_LIMIT, `_decodedCut` when cut there); bodies that are not UTF-8 text are
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -113,15 +116,39 @@ def _octal_escape(data: bytes) -> str:
 
 
 # --- HAR ------------------------------------------------------------------------------------
+def _creator() -> dict[str, str]:
+    return {"name": "tunnel-agent inspector", "version": settings.AGENT_VERSION}
+
+
 def har_log(captures: Iterable[Capture]) -> dict[str, Any]:
+    """A whole HAR document in memory: for one capture (the list's export is `har_chunks`)."""
     return {
         "log": {
             "version": "1.2",
-            "creator": {"name": "tunnel-agent inspector", "version": settings.AGENT_VERSION},
+            "creator": _creator(),
             "pages": [],
             "entries": [har_entry(capture) for capture in captures],
         }
     }
+
+
+def har_chunks(captures: Iterable[Capture], *, selection: str) -> Iterator[str]:
+    """A HAR 1.2 document as text chunks, one entry at a time, for a set of any size.
+
+    `captures` is read lazily, in the order given. The document's `log.comment`, written after the
+    entries (JSON objects are unordered), states what the file holds: how many captures and which
+    (`selection`, e.g. "every capture matching path=/api"), so a reader never has to guess whether
+    it was cut.
+    """
+    head = {"version": "1.2", "creator": _creator(), "pages": []}
+    yield '{"log": ' + json.dumps(head, ensure_ascii=False)[:-1] + ', "entries": [\n'
+    count = 0
+    for capture in captures:
+        # One entry a line, without indentation: json.dumps indents only with its slow Python encoder.
+        yield (",\n" if count else "") + json.dumps(har_entry(capture), ensure_ascii=False)
+        count += 1
+    comment = f"{count} capture{'' if count == 1 else 's'}: {selection}, oldest first"
+    yield "\n], " + '"comment": ' + json.dumps(comment, ensure_ascii=False) + "}}\n"
 
 
 def har_entry(capture: Capture) -> dict[str, Any]:

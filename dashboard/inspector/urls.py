@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import views
+from . import tool_views, views
 
 _ID = r"(?P<capture_id>[A-Za-z0-9_-]+)"
 _SIDE = r"(?P<side>request|response)"
@@ -14,7 +14,7 @@ urlpatterns = [
     path("inspect/http", views.inspector, name="inspector-http"),
     path("status", views.status, name="status-page"),
     path("inspect/captures.json", views.captures_json, name="inspector-captures"),
-    path("inspect/export.har", views.export_har, name="inspector-export-har"),
+    path("inspect/export.har", tool_views.export_har, name="inspector-export-har"),
     path("inspect/replay", views.replay, name="inspector-replay"),
     path("inspect/captures/clear", views.captures_clear, name="inspector-clear"),
     path("inspect/captures/count.json", views.captures_count, name="inspector-count"),

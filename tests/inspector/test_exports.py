@@ -102,7 +102,7 @@ def test_har_of_the_filtered_list_is_oldest_first(client, make_capture) -> None:
     make_capture(uri="/other")
     pending = make_capture(uri="/api/2", status=None, response=None)
     response = client.get("/inspect/export.har?path=/api")
-    entries = json.loads(response.content)["log"]["entries"]
+    entries = json.loads(b"".join(response.streaming_content))["log"]["entries"]
     assert [entry["_id"] for entry in entries] == [first.id, pending.id]
     assert entries[1]["response"]["status"] == 0
 

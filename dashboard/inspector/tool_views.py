@@ -1,0 +1,40 @@
+"""The inspector's tools for webhook work, as pages and JSON endpoints: the list's streamed HAR
+export, copy as fetch / HTTPie / requests, the diff of two captures, replay with re-signing, HAR
+import and the storage line.
+
+Kept apart from views.py (the list, the detail, replay and clear) so each stays readable. The same
+rules hold: GETs read, state changes are POSTs behind Django's CSRF check, errors are
+`{"error": message}` with a status that says whose fault it was.
+"""
+
+from __future__ import annotations
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET
+
+from .capture_filters import parse_filters
+from .export_stream import blocks, filtered_captures, in_worker_thread
+from .exporters import har_chunks
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+# --- exports ---------------------------------------------------------------------------------
+@require_GET
+def export_har(request: HttpRequest) -> HttpResponseBase:
+    """Every capture of the filtered list as HAR 1.2, oldest first, streamed (export_stream.py).
+
+    The filters are the list's query string; `log.comment` says how many captures the file holds
+    and which, including any filter the list could not read (shown there, not applied)."""
+    filters = parse_filters(request.GET)
+    selection = f"every capture matching {filters.query_string()}" if filters.active else "every stored capture"
+    if filters.errors:
+        selection += " (not applied: " + "; ".join(filters.errors) + ")"
+    chunks = blocks(har_chunks(filtered_captures(filters), selection=selection))
+    streamed = in_worker_thread(chunks) if isinstance(request, ASGIRequest) else chunks
+    response = StreamingHttpResponse(streamed, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="captures.har"'
+    return response
