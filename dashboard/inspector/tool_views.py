@@ -10,10 +10,14 @@ rules hold: GETs read, state changes are POSTs behind Django's CSRF check, error
 from __future__ import annotations
 
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
+from agentapi.models import Capture
+
 from .capture_filters import parse_filters
+from .copy_as import FORMATS
 from .export_stream import blocks, filtered_captures, in_worker_thread
 from .exporters import har_chunks
 
@@ -38,3 +42,13 @@ def export_har(request: HttpRequest) -> HttpResponseBase:
     response = StreamingHttpResponse(streamed, content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="captures.har"'
     return response
+
+
+@require_GET
+def copy_as(request: HttpRequest, capture_id: str, language: str) -> HttpResponse:
+    """The request as `fetch`, `httpie` or `requests` code (copy_as.py), as text/plain."""
+    make = FORMATS.get(language)
+    if make is None:
+        return _error(404, f"no export {language!r}: use {', '.join(FORMATS)}")
+    capture = get_object_or_404(Capture, id=capture_id)
+    return HttpResponse(make(capture) + "\n", content_type="text/plain; charset=utf-8")

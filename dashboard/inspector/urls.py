@@ -29,4 +29,6 @@ urlpatterns = [
     re_path(
         rf"^inspect/captures/{_ID}/{_SIDE}/parts/(?P<index>[0-9]{{1,4}})$", views.capture_part, name="inspector-part"
     ),
+    # Webhook tools (tool_views.py).
+    re_path(rf"^inspect/captures/{_ID}/as/(?P<language>[a-z]+)$", tool_views.copy_as, name="inspector-copy-as"),
 ]
