@@ -9,7 +9,9 @@ Rules:
   head as received whatever the policy did to them, so the body still reads right on both sides.
 - A changed response head is written back with the service's status line and the policy's fields;
   its framing fields are the service's too (compress-response reframes on purpose: see
-  response_transform.py).
+  response_transform.py). A body re-framed as chunked behind an HTTP/1.0 status line goes out as
+  HTTP/1.1 (RFC 9112 6.1: Transfer-Encoding is HTTP/1.1's), with `Connection: close` unless the
+  service asked to keep the connection.
 - The agent's answers (custom-response, deny, redirect, a refused basic-auth, a rate limit...) carry
   Content-Length, a Content-Type inferred from the body when none is given (ngrok's custom-response
   doc: JSON, HTML or plain text), and `Connection: close` unless the client may keep the connection.
@@ -78,11 +80,22 @@ def response_facts(status: int, reason: str, version: str, headers: list[tuple[s
 
 
 def response_head_bytes(facts: ResponseFacts, original: list[tuple[str, str]]) -> bytes:
-    """A response head from the policy's facts, with the service's framing fields (`original`)."""
+    """A response head from the policy's facts, with the framing fields of `original` (the
+    service's, or the compressed body's own)."""
     reason = facts.reason or reason_phrase(facts.status)
-    lines = [f"HTTP/{facts.version} {facts.status} {reason}\r\n"]
-    lines += [f"{name}: {value}\r\n" for name, value in facts.headers if name.lower() not in _FRAMING_TEXT]
-    lines += [f"{name}: {value}\r\n" for name, value in original if name.lower() in _FRAMING_TEXT]
+    fields = [(name, value) for name, value in facts.headers if name.lower() not in _FRAMING_TEXT]
+    framing = [(name, value) for name, value in original if name.lower() in _FRAMING_TEXT]
+    version = facts.version
+    if version == "1.0" and any(name.lower() == "transfer-encoding" for name, _ in framing):
+        # A body re-framed as chunked goes out under HTTP/1.1 (RFC 9112 6.1: an HTTP/1.0 message
+        # never carries Transfer-Encoding); the service's 1.0 answer closes the connection unless
+        # it asked to keep it alive, which 1.1 says with `Connection: close`.
+        version = "1.1"
+        if not any(name.lower() == "connection" and "keep-alive" in value.lower() for name, value in fields):
+            fields = [(name, value) for name, value in fields if name.lower() != "connection"]
+            fields.append(("Connection", "close"))
+    lines = [f"HTTP/{version} {facts.status} {reason}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in fields + framing]
     lines.append("\r\n")
     return "".join(lines).encode("latin-1", "replace")
 
