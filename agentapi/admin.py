@@ -1,7 +1,15 @@
 """The Django admin over captures and tunnels.
 
-The capture table grows large, so the change list never counts it whole: `show_full_result_count`
-is off and the paginator counts at most COUNT_CAP rows with a LIMITed query. Filters are
+The capture table grows large, so the change list never counts it whole (healthchecks' admin over
+its pings is the model): `show_full_result_count` is off, facet counts are off, and the paginator
+(`CapturePaginator`) counts at most COUNT_CAP rows with a LIMITed query. Past that it says what it
+knows and still reaches the oldest rows:
+- unfiltered, the database's own estimate of the table's rows (SQLite: the span of rowids, which
+  only the oldest rows leave by eviction; PostgreSQL: `pg_class.reltuples`), shown as "about N",
+  and the last page lists the oldest rows whatever the estimate says;
+- filtered (or with no estimate), the rows up to COUNT_CAP past the page asked, shown as "more than
+  N": each jump to the last page listed reaches COUNT_CAP rows further.
+Filters are
 SimpleListFilters over indexed columns; search matches the path, or bytes anywhere in the stored
 request or response (headers and bodies) with the database's own byte search; "traffic policy"
 finds the captures a policy answered (basic-auth, deny, rate-limit...). Captures are
@@ -16,7 +24,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
+from django.db import connection
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
@@ -36,15 +45,75 @@ COUNT_CAP = 10000
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
-class CappedCountPaginator(Paginator):
-    """Counts at most COUNT_CAP rows: pages past that are reached by filtering, not by paging."""
+class CountEstimate(int):
+    """A result count that is not exact; its text says how ("about 12,505", "more than 10,100"),
+    which is what the admin's templates print for `cl.result_count`."""
+
+    qualifier: str
+
+    def __new__(cls, value: int, qualifier: str) -> CountEstimate:
+        estimate = super().__new__(cls, value)
+        estimate.qualifier = qualifier
+        return estimate
+
+    def __str__(self) -> str:
+        return f"{self.qualifier} {int(self):,}"
+
+
+class CapturePaginator(Paginator):
+    """Counts at most COUNT_CAP rows (no COUNT(*)); past that an estimate (unfiltered: the
+    database's, "about N", with the last page listing the oldest rows) or a lower bound reaching
+    COUNT_CAP rows past `page_asked` (1-based), "more than N"."""
+
+    def __init__(self, *args: Any, page_asked: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.page_asked = max(page_asked, 1)
 
     @cached_property
     def count(self) -> int:
         object_list: Any = self.object_list
-        if isinstance(object_list, QuerySet):
-            return len(object_list.values_list("pk", flat=True)[:COUNT_CAP])
-        return len(object_list)
+        if not isinstance(object_list, QuerySet):
+            return len(object_list)
+        ids = object_list.values_list("pk", flat=True)
+        seen = len(ids[: COUNT_CAP + 1])
+        if seen <= COUNT_CAP:
+            return seen
+        if not object_list.query.where:
+            estimate = _table_rows_estimate(object_list.model._meta.db_table)
+            if estimate is not None and estimate > COUNT_CAP:
+                return CountEstimate(estimate, "about")
+        offset = (self.page_asked - 1) * self.per_page
+        beyond = len(ids[offset : offset + COUNT_CAP + 1])
+        if beyond <= COUNT_CAP:  # the end is in reach: exact
+            return offset + beyond
+        return CountEstimate(offset + COUNT_CAP, "more than")
+
+    def page(self, number: Any) -> Page:
+        number = self.validate_number(number)
+        count = self.count
+        if isinstance(count, CountEstimate) and count.qualifier == "about" and number == self.num_pages > 1:
+            # The estimate may be off by the rows deleted since: the last page is the oldest rows.
+            queryset: Any = self.object_list
+            oldest = list(queryset.reverse()[: self.per_page])
+            oldest.reverse()
+            return Page(oldest, number, self)
+        return super().page(number)
+
+
+def _table_rows_estimate(table: str) -> int | None:
+    """The database's cheap idea of a table's row count, or None when it has none."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            # Rowids grow with each insert; eviction and clear remove the oldest, so the span is
+            # the count unless rows were deleted in between (then it is a little over).
+            cursor.execute(f"SELECT max(rowid) - min(rowid) + 1 FROM {connection.ops.quote_name(table)}")
+        elif connection.vendor == "postgresql":
+            # Kept by autovacuum and ANALYZE; -1 when the table was never analysed.
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+        else:
+            return None
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None and row[0] > 0 else None
 
 
 class TunnelNameFilter(admin.SimpleListFilter):
@@ -222,7 +291,7 @@ class CaptureAdmin(admin.ModelAdmin):
     show_full_result_count = False
     # Facet counts would be one COUNT per filter choice over the whole table.
     show_facets = admin.ShowFacets.NEVER
-    paginator = CappedCountPaginator
+    paginator = CapturePaginator
     actions = ("replay_selected", "delete_selected")
     fields = (
         "id",
@@ -247,6 +316,20 @@ class CaptureAdmin(admin.ModelAdmin):
         "rendered_response",
     )
     readonly_fields = fields
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Capture],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> CapturePaginator:
+        try:
+            page_asked = int(request.GET.get("p", 1))
+        except ValueError:
+            page_asked = 1
+        return CapturePaginator(queryset, per_page, orphans, allow_empty_first_page, page_asked=page_asked)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Capture]:
         queryset = super().get_queryset(request)
