@@ -14,12 +14,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
+from agentapi.captures.message_body import parse_message
 from agentapi.models import Capture
 
 from .capture_filters import parse_filters
 from .copy_as import FORMATS
 from .export_stream import blocks, filtered_captures, in_worker_thread
 from .exporters import har_chunks
+from .replay_request import seed
+from .tunnel_status import tunnels_for_page
+from .webhook_resign import SCHEMES, guess_provider
 
 
 def _error(status: int, message: str) -> JsonResponse:
@@ -52,3 +56,22 @@ def copy_as(request: HttpRequest, capture_id: str, language: str) -> HttpRespons
         return _error(404, f"no export {language!r}: use {', '.join(FORMATS)}")
     capture = get_object_or_404(Capture, id=capture_id)
     return HttpResponse(make(capture) + "\n", content_type="text/plain; charset=utf-8")
+
+
+# --- replay with re-signing ------------------------------------------------------------------
+@require_GET
+def resign_seed(request: HttpRequest, capture_id: str) -> JsonResponse:
+    """What the re-signing dialog starts from: the replay editor's seed, the provider whose
+    signature header the request carries ("" when none), the providers it can sign for
+    ({name: label}) and the HTTP tunnels. The re-signed request is sent by POST /inspect/replay
+    with `"resign": {"provider", "secret"}`."""
+    capture = get_object_or_404(Capture, id=capture_id)
+    message = parse_message(bytes(capture.request_raw), response=False)
+    return JsonResponse(
+        {
+            **seed(capture),
+            "provider": guess_provider(message.headers),
+            "providers": {name: scheme.label for name, scheme in SCHEMES.items()},
+            "tunnels": [t["name"] for t in tunnels_for_page() if t["proto"] in ("http", "https")],
+        }
+    )

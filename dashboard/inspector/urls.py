@@ -31,4 +31,5 @@ urlpatterns = [
     ),
     # Webhook tools (tool_views.py).
     re_path(rf"^inspect/captures/{_ID}/as/(?P<language>[a-z]+)$", tool_views.copy_as, name="inspector-copy-as"),
+    re_path(rf"^inspect/captures/{_ID}/resign-seed\.json$", tool_views.resign_seed, name="inspector-resign-seed"),
 ]

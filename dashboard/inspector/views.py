@@ -36,6 +36,7 @@ from .capture_list import PAGE_SIZE, ListError, capture_page, count_matching, ma
 from .exporters import curl_command, har_log
 from .replay_request import ReplayRequestError, build_request, parse_edit, seed
 from .tunnel_status import tunnels_for_page
+from .webhook_resign import resigned
 
 HAR_DEFAULT_LIMIT = 1000
 HAR_MAX_LIMIT = 10000
@@ -350,7 +351,7 @@ def replay(request: HttpRequest) -> JsonResponse:
     Traffic Policy first); answers once the new capture is stored."""
     try:
         data: Any = json.loads(request.body or b"{}")
-        edit = parse_edit(data)
+        edit = resigned(parse_edit(data), data.get("resign"))  # replay with re-signing
     except json.JSONDecodeError:
         return _error(400, "a JSON body is expected")
     except ReplayRequestError as error:
