@@ -11,13 +11,33 @@ An endpoint's `traffic_policy` (a YAML or JSON string in the API, `agent/api.mdx
 may also give an object), `pooling_enabled` and `bindings` ride along in the tunnel definition,
 where tunnel_spec loads and checks them; the definition keeps `traffic_policy` exactly as given,
 which is what the endpoints resource echoes back.
+
+Endpoint keys as tunnel keys (`agent/config/v3.mdx` "Endpoint configuration options"):
+- `url`: `scheme://host[:port]`, a host alone, a scheme alone (a random address) or empty. A v3
+  config file's endpoint without a scheme is https, as ngrok 3's ("When empty your endpoint will
+  default to be https"); an API body's is http (ours, what this agent's clients expect), except a
+  `.internal` host, https in both.
+- `upstream.url`: a port, host[:port], a URL, or a scheme alone (`https://` is localhost:443,
+  `http://` localhost:80). `upstream.protocol`: http1 (h2c is refused). `upstream.proxy_protocol`
+  (1 or 2; a number in YAML) becomes `proxy_protocol`.
+- `agent_tls_termination` (tls:// URLs only): `server_certificate` and `server_private_key`, each a
+  file path or the PEM text itself, become `crt` and `key` (terminate at the agent). Inline PEM is
+  written to AGENT_DATA_DIR/tls/endpoint-<sha256>.pem (mode 0600; the same text, the same file).
+  `mutual_tls_certificate_authorities` (client certificates) is refused unless empty: the agent's
+  TLS termination does not ask for client certificates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
+
+from django.conf import settings
 
 from .engine.tunnel_spec import TunnelConfigError
 
@@ -41,7 +61,23 @@ CLIENT_OPTION_KEYS = frozenset(
     }
 )
 _ENDPOINT_KEYS = frozenset(
-    {"name", "url", "upstream", "inspect", "traffic_policy", "pooling_enabled", "metadata", "description", "bindings"}
+    {
+        "name",
+        "url",
+        "upstream",
+        "inspect",
+        "traffic_policy",
+        "pooling_enabled",
+        "metadata",
+        "description",
+        "bindings",
+        "agent_tls_termination",
+    }
+)
+_TLS_TERMINATION_KEYS = ("server_certificate", "server_private_key", "mutual_tls_certificate_authorities")
+NO_CLIENT_CERTIFICATES = (
+    "agent_tls_termination.mutual_tls_certificate_authorities: client certificates are not asked for by this "
+    "agent's TLS termination; leave it out (or check them with a Traffic Policy in front of a service that does)"
 )
 # JSON types of the endpoint keys that are not tunnel keys (those are checked by tunnel_spec).
 _ENDPOINT_TYPES: dict[str, type] = {
@@ -51,6 +87,7 @@ _ENDPOINT_TYPES: dict[str, type] = {
     "traffic_policy": str,
     "pooling_enabled": bool,
     "bindings": list,
+    "agent_tls_termination": dict,
 }
 _UPSTREAM_TYPES: dict[str, type] = {"url": str, "protocol": str, "proxy_protocol": str}
 
@@ -100,8 +137,10 @@ def endpoint_definition(body: Any, *, name: str | None = None, config_file: bool
         raise TunnelConfigError("the request body must be a JSON object")
     body = tunnel_definition(body)
     upstream = body.get("upstream")
-    if config_file and isinstance(upstream, dict) and type(upstream.get("url")) is int:
-        upstream = body["upstream"] = {**upstream, "url": str(upstream["url"])}
+    if config_file and isinstance(upstream, dict):
+        # YAML writes `url: 8080` and `proxy_protocol: 2` as numbers (agent/config/v3.mdx's examples).
+        numbers = {key: str(upstream[key]) for key in ("url", "proxy_protocol") if type(upstream.get(key)) is int}
+        upstream = body["upstream"] = {**upstream, **numbers}
     if not isinstance(upstream, dict) or not upstream.get("url"):
         raise TunnelConfigError("upstream.url is required")
     if set(upstream) - set(_UPSTREAM_TYPES):
@@ -124,20 +163,26 @@ def endpoint_definition(body: Any, *, name: str | None = None, config_file: bool
     url = body.get("url") or ""
     if not isinstance(url, str):
         raise TunnelConfigError("url must be a string")
-    # No scheme: http (ours, for a random local address); an internal endpoint's default is
-    # https, as ngrok's (`endpoints/internal-endpoints.mdx`: `https://example.internal`).
+    # No scheme: a config file's is https, as ngrok 3's; an API body's http (ours, for a random
+    # local address); an internal endpoint's https, as ngrok's (`endpoints/internal-endpoints.mdx`).
     host = url.partition("/")[0]
     host = host.partition(":")[0] if host.count(":") == 1 else host
-    default_scheme = "https" if host.lower().endswith(".internal") else "http"
+    default_scheme = "https" if config_file or host.lower().endswith(".internal") else "http"
     scheme, _, rest = url.partition("://") if "://" in url else (default_scheme, "", url)
     scheme = scheme.lower()
     if scheme not in ("http", "https", "tcp", "tls"):
         raise TunnelConfigError(f"Invalid protocol name '{scheme}'")
     definition: dict[str, Any] = {key: value for key, value in body.items() if key not in _ENDPOINT_KEYS}
     definition["proto"] = "http" if scheme == "https" else scheme
-    definition["addr"] = upstream["url"]
+    definition["addr"] = _upstream_addr(upstream["url"])
     if scheme == "https":
         definition["schemes"] = ["https"]
+    if upstream.get("proxy_protocol") not in (None, ""):
+        definition["proxy_protocol"] = upstream["proxy_protocol"]
+    if body.get("agent_tls_termination") is not None:
+        if scheme != "tls":
+            raise TunnelConfigError("agent_tls_termination is for tls:// endpoints (url: tls://...)")
+        definition.update(_tls_termination(body["agent_tls_termination"]))
     if rest:
         definition["url"] = f"{scheme}://{rest}"
     for key in ("inspect", "metadata", "description", "traffic_policy", "pooling_enabled", "bindings"):
@@ -150,3 +195,57 @@ def endpoint_definition(body: Any, *, name: str | None = None, config_file: bool
     elif "name" in body:
         definition["name"] = body["name"]
     return definition
+
+
+def _upstream_addr(url: str) -> str:
+    """`upstream.url` as a tunnel addr: a scheme alone means that scheme's port on localhost."""
+    lowered = url.strip().lower()
+    if lowered in ("http://", "https://"):
+        return f"{lowered}localhost"
+    return url
+
+
+def _tls_termination(raw: dict[str, Any]) -> dict[str, Any]:
+    """`agent_tls_termination` as the tls tunnel keys crt, key and terminate_at. Raises TunnelConfigError."""
+    unknown = sorted(set(raw) - set(_TLS_TERMINATION_KEYS))
+    if unknown:
+        raise TunnelConfigError(f"field {unknown[0]} not found in type config.AgentTLSTermination")
+    if raw.get("mutual_tls_certificate_authorities"):
+        raise TunnelConfigError(NO_CLIENT_CERTIFICATES)
+    keys: dict[str, Any] = {}
+    for field_name, key in (("server_certificate", "crt"), ("server_private_key", "key")):
+        value = raw.get(field_name)
+        if value in (None, ""):
+            raise TunnelConfigError(f"agent_tls_termination.{field_name} is required (a file path or PEM text)")
+        if not isinstance(value, str):
+            raise TunnelConfigError(f"agent_tls_termination.{field_name} must be a file path or PEM text")
+        keys[key] = pem_file(value) if is_pem(value) else value
+    keys["terminate_at"] = "agent"
+    return keys
+
+
+def is_pem(value: str) -> bool:
+    """Whether a certificate or key value is the PEM text itself rather than a path."""
+    return value.lstrip().startswith("-----BEGIN ")
+
+
+def pem_file(text: str) -> str:
+    """The path of a file holding `text` (PEM), written once under AGENT_DATA_DIR/tls (mode 0600).
+
+    Content-addressed, so the same text is one file however often it is given. Raises
+    TunnelConfigError when the directory cannot be written.
+    """
+    directory = Path(settings.DATA_DIR) / "tls"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    path = directory / f"endpoint-{digest}.pem"
+    if path.exists():
+        return str(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".endpoint-", dir=directory)  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text if text.endswith("\n") else text + "\n")
+        os.replace(temporary, path)
+    except OSError as error:
+        raise TunnelConfigError(f"cannot keep the PEM text in {directory}: {error.strerror or error}") from None
+    return str(path)
