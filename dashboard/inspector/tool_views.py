@@ -9,14 +9,18 @@ rules hold: GETs read, state changes are POSTs behind Django's CSRF check, error
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from agentapi.captures.message_body import parse_message
 from agentapi.models import Capture
 
+from .capture_diff import capture_diff
 from .capture_filters import parse_filters
 from .copy_as import FORMATS
 from .export_stream import blocks, filtered_captures, in_worker_thread
@@ -75,3 +79,46 @@ def resign_seed(request: HttpRequest, capture_id: str) -> JsonResponse:
             "tunnels": [t["name"] for t in tunnels_for_page() if t["proto"] in ("http", "https")],
         }
     )
+
+
+# --- diff ------------------------------------------------------------------------------------
+def _diff_pair(request: HttpRequest) -> tuple[Capture, Capture] | JsonResponse:
+    """Captures `a` and `b` of the query string; `b` alone, when it is a replay, with its original."""
+    b_id = request.GET.get("b", "").strip()
+    a_id = request.GET.get("a", "").strip()
+    if not b_id:
+        return _error(400, "b is needed: /inspect/diff?a=<id>&b=<id>, or b=<a replay's id> alone")
+    b = Capture.objects.filter(id=b_id).first()
+    if b is None:
+        return _error(404, f"no capture {b_id!r} is stored")
+    if not a_id:
+        if not b.replay_of:
+            return _error(400, f"{b_id} is not a replay: name the capture to compare it with as a")
+        a_id = b.replay_of
+    a = Capture.objects.filter(id=a_id).first()
+    if a is None:
+        return _error(404, f"no capture {a_id!r} is stored")
+    return a, b
+
+
+@require_GET
+def diff_json(request: HttpRequest) -> JsonResponse:
+    """`?a=ID&b=ID` (or `?b=REPLAY_ID`): capture_diff.capture_diff of the two, as JSON."""
+    pair = _diff_pair(request)
+    if isinstance(pair, JsonResponse):
+        return pair
+    return JsonResponse(capture_diff(*pair))
+
+
+@require_GET
+def diff_page(request: HttpRequest) -> HttpResponse:
+    """The diff page: the same query as diff_json, the diff drawn by diff_view.js (or the error)."""
+    pair = _diff_pair(request)
+    boot: dict[str, Any] = {"a": request.GET.get("a", ""), "b": request.GET.get("b", "")}
+    if isinstance(pair, JsonResponse):
+        boot["error"] = json.loads(pair.content)["error"]
+        status = pair.status_code
+    else:
+        boot["diff"] = capture_diff(*pair)
+        status = 200
+    return render(request, "dashboard/diff.html", {"boot": boot, "active_page": "inspect"}, status=status)

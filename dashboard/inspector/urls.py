@@ -32,4 +32,6 @@ urlpatterns = [
     # Webhook tools (tool_views.py).
     re_path(rf"^inspect/captures/{_ID}/as/(?P<language>[a-z]+)$", tool_views.copy_as, name="inspector-copy-as"),
     re_path(rf"^inspect/captures/{_ID}/resign-seed\.json$", tool_views.resign_seed, name="inspector-resign-seed"),
+    path("inspect/diff", tool_views.diff_page, name="inspector-diff"),
+    path("inspect/diff.json", tool_views.diff_json, name="inspector-diff-json"),
 ]
