@@ -34,7 +34,8 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from .captures.blob_search import BlobContains
+from .captures import capture_search
+from .captures.capture_search import CaptureMatch, read_body_q, scan, stored_text_q
 from .captures.content_views import Body, render_best
 from .captures.header_text import display_text
 from .captures.message_body import parse_message
@@ -285,7 +286,10 @@ class CaptureAdmin(admin.ModelAdmin):
     list_display_links = ("id",)
     list_filter = (TunnelNameFilter, MethodFilter, StatusClassFilter, CaptureTruthFilter, PolicyFilter)
     search_fields = ("uri",)
-    search_help_text = "Path, or text anywhere in the stored request or response (headers and body; exact case)."
+    search_help_text = (
+        "Path (as shown: percent-decoded, any case), or text in a header or a body of the request or response "
+        "(as shown: decoded gzip/br/zstd, JSON escapes and form encoding read; exact case)."
+    )
     ordering = ("-id",)
     list_per_page = 100
     show_full_result_count = False
@@ -341,14 +345,22 @@ class CaptureAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Capture], search_term: str
     ) -> tuple[QuerySet[Capture], bool]:
+        """The inspector's free-text search (`?q=`, agentapi.captures.capture_search): what the
+        database finds alone, plus the rows only a reading of the body confirms (compressed, JSON
+        escaped, form encoded), checked newest first up to SEARCH_SCAN_LIMIT; past that the page
+        says how far it searched."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        needle = term.encode("utf-8")
-        matches = (
-            Q(uri__icontains=term) | Q(BlobContains("request_raw", needle)) | Q(BlobContains("response_raw", needle))
-        )
-        return queryset.filter(matches), False
+        read = scan(queryset.filter(read_body_q(term)), CaptureMatch(text=term), limit=capture_search.SEARCH_SCAN_LIMIT)
+        if not read.finished:
+            messages.info(
+                request,
+                f"Compressed, JSON-escaped and form-encoded bodies were searched in the newest {read.checked:,} "
+                f"captures that have one (back to {read.oldest_start:%Y-%m-%d %H:%M:%S %Z}); "
+                "text stored as typed is searched in all.",
+            )
+        return queryset.filter(stored_text_q(term) | Q(id__in=read.ids)), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -79,6 +79,8 @@ def inspector(request: HttpRequest) -> HttpResponse:
         "filters": filters.given,
         "filter_query": filters.query_string(),
         "filters_active": filters.active,
+        "filter_errors": filters.errors,
+        "search": filters.search_report(page.next_before),
         "sort": sort.as_param(),
         "tunnels": [{k: t[k] for k in ("name", "public_url", "proto", "addr")} for t in tunnels],
         "urls": {
@@ -133,7 +135,9 @@ def captures_json(request: HttpRequest) -> JsonResponse:
         )
     except ValueError as error:  # ListError, or an `at` that is not a number
         return _error(400, str(error) if isinstance(error, ListError) else f"at: {error}")
-    return JsonResponse({**page.as_json(), "filter_errors": filters.errors})
+    return JsonResponse(
+        {**page.as_json(), "filter_errors": filters.errors, "search": filters.search_report(page.next_before)}
+    )
 
 
 @require_GET
