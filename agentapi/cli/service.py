@@ -18,7 +18,8 @@ the config file given to `install`. Here, on Linux with systemd:
   is done, a warning saying what to run.
 - `verify_unit` runs `systemd-analyze verify` on a written unit when the binary exists.
 Unit file quoting: systemd.service(5) "Command lines": each argument in double quotes with `\\`
-and `"` escaped, `%` doubled (specifiers) and `$` doubled (environment expansion).
+and `"` escaped, `%` doubled (specifiers) and `$` doubled (environment expansion); a path setting
+(WorkingDirectory) takes no quotes, only `%` doubled.
 """
 
 from __future__ import annotations
@@ -64,10 +65,21 @@ def unit_dir(user: bool) -> Path:
     return base / "systemd" / "user"
 
 
-def quote(argument: str) -> str:
-    """One ExecStart argument quoted for systemd (see the banner)."""
-    escaped = argument.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
-    return f'"{escaped}"'
+def quote(argument: str, *, dollar: bool = True) -> str:
+    """One ExecStart argument (or, `dollar` False, one Environment= assignment) quoted for systemd:
+    see the banner. `$` is expanded only on command lines."""
+    if "\n" in argument:
+        raise AgentError(f"a value with a line break cannot go in a unit file: {argument!r}")
+    escaped = argument.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped.replace("$", "$$") if dollar else escaped}"'
+
+
+def _path_setting(path: Path) -> str:
+    """A path as a unit setting's value: unquoted (systemd takes no quotes there), `%` doubled."""
+    text = str(path)
+    if "\n" in text:
+        raise AgentError(f"a value with a line break cannot go in a unit file: {text!r}")
+    return text.replace("%", "%%")
 
 
 def unit_text(config: Path, *, user: bool, python: str, manage_py: Path, data_dir: Path) -> str:
@@ -77,13 +89,13 @@ def unit_text(config: Path, *, user: bool, python: str, manage_py: Path, data_di
     wanted_by = "default.target" if user else "multi-user.target"
     return (
         "[Unit]\n"
-        f"Description=Tunnel agent (ngrok-compatible): start --all from {config}\n"
+        f"Description=Tunnel agent (ngrok-compatible): start --all from {_path_setting(config)}\n"
         f"{after}"
         "\n"
         "[Service]\n"
         "Type=simple\n"
-        f"WorkingDirectory={quote(str(manage_py.parent))}\n"
-        f"Environment={quote('AGENT_DATA_DIR=' + str(data_dir))}\n"
+        f"WorkingDirectory={_path_setting(manage_py.parent)}\n"
+        f"Environment={quote('AGENT_DATA_DIR=' + str(data_dir), dollar=False)}\n"
         f"ExecStart={' '.join(quote(arg) for arg in command)}\n"
         "Restart=on-failure\n"
         "RestartSec=5\n"
