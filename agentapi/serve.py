@@ -77,7 +77,10 @@ async def serve(options: ServeOptions, log: AgentLog) -> None:
 
     try:
         show_console = console_wanted(
-            options.console_ui, stdout_is_terminal=_is_terminal(sys.stdout), log_to_stdout=options.log_to_stdout
+            options.console_ui,
+            stdout_is_terminal=_is_terminal(sys.stdout),
+            # The log's own stream says it too, whoever built the options.
+            log_to_stdout=options.log_to_stdout or (log.stream is not None and log.stream is sys.stdout),
         )
     except ConsoleSettingError as error:
         raise StartupError(str(error)) from None

@@ -10,15 +10,17 @@ Rules:
   or resizes come, and one every `idle_interval` (1 s) when nothing changed, which also follows a
   resize when no SIGWINCH reached us.
 - Full screen as ngrok's console (rich's Live in screen mode: the alternate screen, cursor hidden);
-  the size is read from the terminal on every frame, so the layout follows the window. Typed keys
-  are not echoed while the console is up (termios ECHO off, ISIG kept, so Ctrl-C still sends
-  SIGINT); `close` leaves the alternate screen and restores the terminal's modes.
+  the size is read from the terminal on every frame (an ioctl on the file drawn to, never the
+  COLUMNS/LINES variables, which go stale at the first resize), so the layout follows the window.
+  Typed keys are not echoed while the console is up (termios ECHO off, ISIG kept, so Ctrl-C still
+  sends SIGINT); `close` leaves the alternate screen and restores the terminal's modes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +76,7 @@ class TerminalConsole:
         idle_interval: float = IDLE_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._file = file
         self._console = Console(file=file, force_terminal=True)
         self._stdin = stdin
         self._style = style
@@ -115,6 +118,13 @@ class TerminalConsole:
         _restore(self._stdin, self._saved_modes)
         self._saved_modes = None
 
+    def _measure(self) -> None:
+        # Asked of the terminal on every frame, never of COLUMNS/LINES (which rich would prefer): an
+        # exported value goes stale at the first resize.
+        size = terminal_size(self._file)
+        if size is not None:
+            self._console.size = size
+
     def _run(self) -> None:
         live = Live(
             console=self._console,
@@ -128,6 +138,7 @@ class TerminalConsole:
             while True:  # the first frame is always drawn, even when close() came at once
                 view = self._view
                 if view is not None:
+                    self._measure()
                     live.update(ConsoleScreen(view, style=self._style, tz=self._tz), refresh=True)
                     self.frames += 1
                 pacer.drawn(self._clock())
@@ -136,6 +147,15 @@ class TerminalConsole:
                 # However often views or resizes come, no two frames closer than min_interval.
                 if self._stopping.is_set() or self._stopping.wait(pacer.hold_off(self._clock())):
                     break
+
+
+def terminal_size(file: TextIO) -> tuple[int, int] | None:
+    """(columns, lines) of the terminal `file` writes to, from the terminal itself; None if not one."""
+    try:
+        size = os.get_terminal_size(file.fileno())
+    except (AttributeError, ValueError, OSError):
+        return None
+    return (size.columns, size.lines) if size.columns > 0 and size.lines > 0 else None
 
 
 def _echo_off(stdin: TextIO | None) -> list[int | list[bytes | int]] | None:

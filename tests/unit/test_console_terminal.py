@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import struct
 import termios
 from collections.abc import Iterator
 
 import pytest
 
 from agentapi.console.model import ConsoleView
-from agentapi.console.terminal import FramePacer, TerminalConsole
+from agentapi.console.terminal import FramePacer, TerminalConsole, terminal_size
 
 VIEW = ConsoleView(title="tunnel-agent", version="3.30.0", web_url="http://127.0.0.1:4040")
 
@@ -93,3 +96,19 @@ def test_a_stdin_that_is_not_a_terminal_is_left_alone(pty: tuple[int, int], tmp_
         console.start(VIEW)
         console.close()
     read_all(master)
+
+
+def test_the_size_comes_from_the_terminal_not_from_stale_columns_and_lines(
+    pty: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    master, slave = pty
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 12, 50, 0, 0))  # 12 lines of 50 columns
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    with open(slave, "w", closefd=False) as terminal:
+        assert terminal_size(terminal) == (50, 12)
+        console = TerminalConsole(terminal, style=None)
+        console.start(VIEW)
+        console.close()
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", read_all(master))  # the escape sequences taken out
+    assert re.search(r"tunnel-agent {22}\(Ctrl\+C to quit\)\r\n", shown)
