@@ -10,21 +10,29 @@ rules hold: GETs read, state changes are POSTs behind Django's CSRF check, error
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
+from urllib.parse import urlencode
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
 from agentapi.captures.message_body import parse_message
+from agentapi.captures.summary import SUMMARY_FIELDS, summary
 from agentapi.models import Capture
+from agentapi.runtime import CAPTURES_GROUP, current_runtime
 
 from .capture_diff import capture_diff
 from .capture_filters import parse_filters
 from .copy_as import FORMATS
 from .export_stream import blocks, filtered_captures, in_worker_thread
 from .exporters import har_chunks
+from .har_import import MAX_BYTES, HarImportError, import_har, megabytes
 from .replay_request import seed
 from .tunnel_status import tunnels_for_page
 from .webhook_resign import SCHEMES, guess_provider
@@ -122,3 +130,49 @@ def diff_page(request: HttpRequest) -> HttpResponse:
         boot["diff"] = capture_diff(*pair)
         status = 200
     return render(request, "dashboard/diff.html", {"boot": boot, "active_page": "inspect"}, status=status)
+
+
+# --- HAR import ------------------------------------------------------------------------------
+_ANNOUNCE_BATCH = 200
+
+
+@require_POST
+def import_har_file(request: HttpRequest) -> JsonResponse:
+    """Store a HAR 1.2 file's entries as captures (har_import.py): a multipart upload, field `har`.
+
+    201 {"imported": N, "tunnel_name", "ids": [oldest, ..., newest], "list_url"}; 413 for a file
+    past har_import.MAX_BYTES (refused from its Content-Length, before it is read); 400 naming the
+    entry and field for a file that is not a HAR or has a bad entry."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > MAX_BYTES + 64 * 1024:  # the form's own bytes on top of the file
+        return _error(413, f"the upload is {megabytes(length)}; a HAR import takes at most {megabytes(MAX_BYTES)}")
+    upload = request.FILES.get("har")
+    if upload is None:
+        return _error(400, "no file: send the HAR file as the form field har")
+    if upload.size is not None and upload.size > MAX_BYTES:
+        return _error(413, f"the file is {megabytes(upload.size)}; a HAR import takes at most {megabytes(MAX_BYTES)}")
+    try:
+        imported = import_har(upload.read(), upload.name or "", now=time.time)
+    except HarImportError as error:
+        return _error(400, str(error))
+    runtime = current_runtime()
+    if runtime is not None:
+        runtime.forget_stored_total()  # the capture store's running total did not see these rows
+    _announce_created(imported.ids)
+    list_url = reverse("inspector-http") + "?" + urlencode({"tunnel": imported.tunnel_name})
+    return JsonResponse(
+        {"imported": len(imported.ids), "tunnel_name": imported.tunnel_name, "ids": imported.ids, "list_url": list_url},
+        status=201,
+    )
+
+
+def _announce_created(ids: list[str]) -> None:
+    """Open inspectors show the new rows as they show live ones (the consumer's capture.created)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for start in range(0, len(ids), _ANNOUNCE_BATCH):
+        rows = Capture.objects.filter(id__in=ids[start : start + _ANNOUNCE_BATCH]).only(*SUMMARY_FIELDS).order_by("id")
+        async_to_sync(layer.group_send)(
+            CAPTURES_GROUP, {"type": "captures.stored", "created": [summary(c) for c in rows]}
+        )

@@ -34,4 +34,5 @@ urlpatterns = [
     re_path(rf"^inspect/captures/{_ID}/resign-seed\.json$", tool_views.resign_seed, name="inspector-resign-seed"),
     path("inspect/diff", tool_views.diff_page, name="inspector-diff"),
     path("inspect/diff.json", tool_views.diff_json, name="inspector-diff-json"),
+    path("inspect/import.har", tool_views.import_har_file, name="inspector-import-har"),
 ]
