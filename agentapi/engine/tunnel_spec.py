@@ -40,6 +40,23 @@ Rules (ngrok's, see spec/wire-details.md; ours where marked):
   reached only through forward-internal by `internal_url`: the URL as written, the scheme added
   when missing (https for http, else the proto); tcp needs a port. `bindings` holds at most one of
   public and internal (kubernetes needs ngrok's cloud). `pooling_enabled` is carried to the engine.
+- The built-in file server (`snippets/gateway/shared/http-end-source.mdx` "Serving file
+  directories"; `agent/cli.mdx`: `ngrok http file:///var/log`): an http addr `file:///abs/dir`
+  (`file://localhost/abs/dir` too; percent-escapes decoded) serves that directory. The path must
+  be absolute and an existing directory; a query, a fragment or another host is refused.
+  `file_root` holds it; `upstream` is a placeholder (127.0.0.1, port 0) the engine replaces with
+  its own file server's address when the tunnel opens (engine.py, file_server.py).
+- PROXY protocol (`agent/config/v3.mdx` `upstream.proxy_protocol`, v2 `proxy_proto`; HAProxy's
+  proxy-protocol.txt): `proxy_protocol` (or its v2 name `proxy_proto`) is "1" or "2" (a number
+  too; empty: none), on http, tcp and tls tunnels, never with a file:// addr (the agent's own file
+  server reads no PROXY header).
+- Upstream TLS (`agent/cli.mdx` `--upstream-tls-verify`, `--upstream-tls-verify-cas`;
+  http-end-source.mdx "HTTPS forwarding": not verified by default): `upstream_tls_verify: true`
+  verifies an https addr's certificate and host name against the system store, or against the
+  PEM file `upstream_tls_verify_cas` names (which alone turns verification on; with an explicit
+  `upstream_tls_verify: false` it is refused as a contradiction). Refused for an addr the agent
+  does not speak TLS to: http://, file://, and tls tunnels (their bytes pass through, or leave
+  the agent plain).
 """
 
 from __future__ import annotations
@@ -50,9 +67,10 @@ import logging
 import math
 import os
 import re
+import ssl
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .policy import Policy, PolicyError, load_policy
 from .policy.document import MAX_POLICY_BYTES, parse_policy_text
@@ -80,12 +98,18 @@ _COMMON_KEYS = {
     "pooling_enabled",
     "bindings",
 }
+_PROXY_PROTOCOL_KEYS = ("proxy_protocol", "proxy_proto")  # proxy_proto: the v2 config name
+_UPSTREAM_TLS_KEYS = {"upstream_tls_verify", "upstream_tls_verify_cas"}
 _KEYS = {
     "http": _COMMON_KEYS
     | HTTP_KEYS
+    | set(_PROXY_PROTOCOL_KEYS)
+    | _UPSTREAM_TLS_KEYS
     | {"bind_tls", "schemes", "host_header", "hostname", "subdomain", "domain", "url", "response_timeout"},
-    "tcp": _COMMON_KEYS | {"remote_addr", "ip_restriction", "url"},
+    "tcp": _COMMON_KEYS | set(_PROXY_PROTOCOL_KEYS) | {"remote_addr", "ip_restriction", "url"},
     "tls": _COMMON_KEYS
+    | set(_PROXY_PROTOCOL_KEYS)
+    | _UPSTREAM_TLS_KEYS
     | {"hostname", "subdomain", "domain", "url", "remote_addr", "ip_restriction", "crt", "key", "terminate_at"},
 }
 _GO_TYPES = {"http": "HTTPv2Tunnel", "tcp": "TCPv2Tunnel", "tls": "TLSv2Tunnel"}
@@ -125,6 +149,10 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "key": (str,),
     "terminate_at": (str,),
     "response_timeout": (int, float, str),
+    "proxy_protocol": (str, int),
+    "proxy_proto": (str, int),
+    "upstream_tls_verify": (bool,),
+    "upstream_tls_verify_cas": (str,),
 }
 _TYPE_NAMES = {
     str: "a string",
@@ -193,6 +221,13 @@ class TunnelSpec:
     internal: bool = False
     internal_url: str = ""
     pooling_enabled: bool = False
+    # The built-in file server's directory (an addr `file:///dir`); "" for a real local service.
+    file_root: str = ""
+    # The PROXY protocol header each upstream connection starts with: 0 (none), 1 or 2.
+    proxy_protocol: int = 0
+    # Verify an https upstream's certificate, against this PEM file ("" : the system store).
+    upstream_tls_verify: bool = False
+    upstream_tls_verify_cas: str = ""
     # The definition as given (for the endpoints view and the mirror row).
     definition: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -205,6 +240,9 @@ def normalise_addr(proto: str, addr: Any) -> str:
         raise TunnelConfigError("addr is required")
     if len(text) > MAX_STRING:
         raise TunnelConfigError(f"addr is too long: at most {MAX_STRING} characters")
+    if is_file_addr(text):
+        file_root(proto, text)  # validates
+        return text
     if "://" in text:
         _split_url(text)  # validates
         return text
@@ -223,7 +261,52 @@ def normalise_addr(proto: str, addr: Any) -> str:
     return join_host_port(host, port)
 
 
+# Where a file:// tunnel's upstream points until the engine starts its file server.
+FILE_SERVER_PLACEHOLDER = Upstream("http", "127.0.0.1", 0)
+
+
+def is_file_addr(addr: str) -> bool:
+    """Whether an addr names a directory for the built-in file server (`file:...`)."""
+    return addr[:5].lower() == "file:"
+
+
+def file_root(proto: str, addr: str) -> str:
+    """The directory a `file:///abs/dir` addr serves (absolute, normalised, escapes decoded).
+
+    Raises TunnelConfigError for another proto, a relative path, another host, a query or a
+    fragment, or a path that is not an existing directory.
+    """
+    shown = _shown(addr, 256)
+    if proto != "http":
+        raise TunnelConfigError(f"invalid addr {shown!r}: a file:// addr is served over http, not {proto}")
+    if not addr[5:].startswith("//"):
+        raise TunnelConfigError(f"invalid addr {shown!r}: write a directory as file:///absolute/path")
+    if "?" in addr or "#" in addr:
+        raise TunnelConfigError(f"invalid addr {shown!r}: a file:// addr has no query or fragment")
+    authority, slash, rest = addr[7:].partition("/")
+    if authority.lower() not in ("", "localhost"):
+        raise TunnelConfigError(
+            f"invalid addr {shown!r}: a file:// addr names a local directory (file:///absolute/path)"
+        )
+    try:
+        path = unquote(slash + rest, errors="strict")
+    except UnicodeDecodeError:
+        raise TunnelConfigError(f"invalid addr {shown!r}: the path's escapes are not UTF-8") from None
+    if not path.startswith("/"):
+        raise TunnelConfigError(f"invalid addr {shown!r}: the path of a file:// addr must be absolute")
+    if "\x00" in path:
+        raise TunnelConfigError(f"invalid addr {shown!r}: the path holds a NUL character")
+    root = os.path.normpath(path)
+    if root.startswith("//"):
+        root = "/" + root.lstrip("/")  # POSIX keeps a leading "//"; it means "/" here
+    if not os.path.isdir(root):
+        raise TunnelConfigError(f"invalid addr {shown!r}: {root!r} is not a directory")
+    return root
+
+
 def upstream_of(proto: str, addr: str) -> Upstream:
+    if is_file_addr(addr):
+        return FILE_SERVER_PLACEHOLDER
     if "://" in addr:
         scheme, host, port = _split_url(addr)
         if proto == "http" and scheme not in ("http", "https"):
@@ -245,7 +328,7 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
     if proto not in PROTOS:
         raise TunnelConfigError(f"Invalid protocol name '{_shown(proto)}'")
     for key in definition:
-        if key in REFUSED_KEYS:
+        if key in REFUSED_KEYS and key not in _KEYS[proto]:
             raise TunnelConfigError(REFUSED_KEYS[key])
         if key not in _KEYS[proto]:
             raise TunnelConfigError(f"field {_shown(key)} not found in type config.{_GO_TYPES[proto]}")
@@ -273,8 +356,10 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
         internal=bool(internal_url),
         internal_url=internal_url,
         pooling_enabled=definition.get("pooling_enabled") is True,
+        file_root=file_root(proto, addr) if is_file_addr(addr) else "",
         definition=dict(definition),
     )
+    spec = _upstream_options(spec, definition)
     if proto == "tls":
         specs = [_tls_termination(spec, definition)]
     elif proto != "http":
@@ -300,6 +385,59 @@ def parse_definition(definition: dict[str, Any], *, name: str, public_host: str)
     return [
         replace(s, policy=policy if i == 0 else load_policy(source, proto=policy_proto)) for i, s in enumerate(specs)
     ]
+
+
+def _upstream_options(spec: TunnelSpec, definition: dict[str, Any]) -> TunnelSpec:
+    """proxy_protocol and upstream_tls_verify(_cas), checked against the addr (see the banner)."""
+    version = proxy_protocol_version(definition)
+    if version and spec.file_root:
+        raise TunnelConfigError("proxy_protocol: the built-in file server of a file:// addr reads no PROXY header")
+    verify = definition.get("upstream_tls_verify")
+    cas = _string(definition, "upstream_tls_verify_cas").strip()
+    if cas and verify is False:
+        raise TunnelConfigError("upstream_tls_verify_cas is given but upstream_tls_verify is false")
+    if not (verify or cas):
+        return replace(spec, proxy_protocol=version)
+    if spec.proto == "tls":
+        raise TunnelConfigError(
+            "upstream_tls_verify: this agent never speaks TLS to a tls tunnel's upstream "
+            "(the bytes pass through, or leave the agent plain after crt/key termination)"
+        )
+    if spec.upstream.scheme != "https" or spec.file_root:
+        raise TunnelConfigError(
+            f"upstream_tls_verify: the addr {_shown(spec.addr)!r} is not https, so there is no "
+            "certificate to verify (write https://host:port)"
+        )
+    if cas:
+        _check_ca_file(cas)
+    return replace(spec, proxy_protocol=version, upstream_tls_verify=True, upstream_tls_verify_cas=cas)
+
+
+def proxy_protocol_version(definition: dict[str, Any]) -> int:
+    """`proxy_protocol` (or `proxy_proto`) as 0 (none), 1 or 2. Raises TunnelConfigError."""
+    given = {key: definition[key] for key in _PROXY_PROTOCOL_KEYS if definition.get(key) not in (None, "")}
+    if len(given) > 1:
+        raise TunnelConfigError("proxy_protocol and proxy_proto are two names of one key: give one")
+    if not given:
+        return 0
+    [(key, raw)] = given.items()
+    text = raw.strip() if isinstance(raw, str) else raw
+    if text in ("1", 1):
+        return 1
+    if text in ("2", 2):
+        return 2
+    raise TunnelConfigError(f"invalid {key} {_shown(raw)!r}: 1 or 2 (the PROXY protocol version), or empty for none")
+
+
+def _check_ca_file(path: str) -> None:
+    """`upstream_tls_verify_cas` must be a readable PEM file of CA certificates."""
+    if not os.path.isfile(path):
+        raise TunnelConfigError(f"upstream_tls_verify_cas {path!r} is not a readable file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise TunnelConfigError(f"upstream_tls_verify_cas {path!r} holds no PEM CA certificate: {reason}") from None
 
 
 def _scheme_specs(spec: TunnelSpec, schemes: list[str]) -> list[TunnelSpec]:

@@ -152,7 +152,6 @@ def test_unknown_keys_are_refused_with_gos_wording(proto: str, key: str, go_type
         ("oauth", "oauth needs ngrok's cloud"),
         ("labels", "labels need ngrok's cloud"),
         ("websocket_tcp_converter", "websocket_tcp_converter is not supported by this agent"),
-        ("proxy_proto", "proxy_proto is not supported by this agent"),
     ],
 )
 def test_real_agent_keys_this_agent_cannot_run_are_refused_with_the_reason(key: str, reason: str) -> None:
