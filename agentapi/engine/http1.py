@@ -15,6 +15,14 @@ Rules this module holds (the socket layer in http_proxy.py relies on them):
 - A response without Content-Length or chunked framing ends when the upstream closes: the caller
   reports that with `eof()`. Bytes after the end of a response in the same read (a body sent after
   a 204, say) are reported as `trailing`: the connection is then not reused.
+- The agent's own error pages (`error_response`) carry ngrok's `ngrok-error-code` field, as ngrok
+  sets it on every response it made itself ("Errors" in snippets/gateway/shared/http-end-source.mdx;
+  the codes are errors/err_ngrok_*.mdx): ERR_NGROK_8012 when the local service could not be
+  connected to (refused, unreachable, its TLS certificate refused), ERR_NGROK_3004 when it gave an
+  invalid or incomplete response (garbage, a head too large, closed or reset before answering),
+  ERR_NGROK_3005 when connecting to it timed out ("gateway timeout: a connection to the server
+  could not be established") and ERR_NGROK_3008 when it did not answer in time. The proxy's own
+  400, 408 and 431 for a bad request have no ngrok code (ngrok documents none), so they carry none.
 """
 
 from __future__ import annotations
@@ -379,20 +387,47 @@ def reason_phrase(status: int) -> str:
 CLIENT_CLOSED_REQUEST = 499
 
 
-def error_response(status: int, detail: str, *, keep_alive: bool = False) -> bytes:
-    """A small self-contained HTML error page, as the real agent answers for a failed upstream."""
+# ngrok's error codes for what the agent answers itself (see the banner).
+UPSTREAM_UNREACHABLE = "ERR_NGROK_8012"
+UPSTREAM_INVALID_RESPONSE = "ERR_NGROK_3004"
+UPSTREAM_CONNECT_TIMEOUT = "ERR_NGROK_3005"
+UPSTREAM_RESPONSE_TIMEOUT = "ERR_NGROK_3008"
+# How the callers word a failed dial (upstream_dial.dial_error; the engine's replay).
+_DIAL_FAILURES = ("failed to connect to the local service", "failed to reach the local service")
+
+
+def agent_error_code(status: int, detail: str) -> str | None:
+    """ngrok's code for one of the agent's error pages: by status, and for a 502 or 504 by what
+    failed (the dial, or the answer; see the banner). None for statuses ngrok has no code for."""
+    if status == 502:
+        return UPSTREAM_UNREACHABLE if detail.startswith(_DIAL_FAILURES) else UPSTREAM_INVALID_RESPONSE
+    if status == 504:
+        return UPSTREAM_CONNECT_TIMEOUT if "connecting" in detail else UPSTREAM_RESPONSE_TIMEOUT
+    return None
+
+
+def error_response(status: int, detail: str, *, keep_alive: bool = False, error_code: str | None = None) -> bytes:
+    """A small self-contained HTML error page, as the real agent answers for a failed upstream.
+
+    `error_code` goes in the `ngrok-error-code` field (and the page); None picks it with
+    `agent_error_code(status, detail)`.
+    """
+    code = error_code if error_code is not None else agent_error_code(status, detail)
     reason = (reason_phrase(status) or "Error").encode("ascii")
-    body = b"<!DOCTYPE html><html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>%s</p></body></html>\n" % (
+    code_line = b"<p>%s</p>" % code.encode("ascii") if code is not None else b""
+    body = b"<!DOCTYPE html><html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>%s</p>%s</body></html>\n" % (
         status,
         reason,
         status,
         reason,
         _html_escape(detail).encode("utf-8", "replace"),
+        code_line,
     )
     connection = b"keep-alive" if keep_alive else b"close"
+    code_field = b"ngrok-error-code: %s\r\n" % code.encode("ascii") if code is not None else b""
     return (
-        b"HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
-        b"Connection: %s\r\n\r\n%s" % (status, reason, len(body), connection, body)
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n%s"
+        b"Connection: %s\r\n\r\n%s" % (status, reason, len(body), code_field, connection, body)
     )
 
 

@@ -13,6 +13,9 @@ Rules:
   and close-connection close the connection unread; forward-internal dials the internal TCP/TLS
   endpoint's service instead (404-less: an unknown internal URL closes the connection, or, with
   `on_error: continue`, dials this tunnel's own service).
+- With `proxy_protocol` (of the tunnel whose service is dialled), the PROXY header of the public
+  client (proxy_protocol.py) is the first thing written to the service, before any byte the
+  client sent: one per connection, as each public connection gets its own upstream one.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from .connection_policy import conn_facts, run_connect_phase
 from .metrics import TunnelMetrics
 from .policy.facts import EndpointFacts
 from .policy.outcomes import ForwardInternal
-from .tunnel_spec import TunnelSpec, Upstream
+from .proxy_protocol import proxy_header
+from .tunnel_spec import TunnelSpec
 from .upstream_dial import dial
 
 log = logging.getLogger(__name__)
@@ -129,7 +133,7 @@ class PublicSide(_Side):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.connections.add(self)
-        upstream = self.spec.upstream
+        target = self.spec  # whose service is dialled
         policy = self.spec.policy
         if policy is not None and self.endpoint is not None:
             find = self.find_internal
@@ -138,9 +142,9 @@ class PublicSide(_Side):
             )
             outcome = connect.outcome
             if isinstance(outcome, ForwardInternal):
-                target = self.find_internal(outcome.url) if self.find_internal is not None else None
-                if target is not None:
-                    upstream = target.spec.upstream
+                internal = self.find_internal(outcome.url) if self.find_internal is not None else None
+                if internal is not None:
+                    target = internal.spec
                 elif outcome.on_error != "continue":
                     log.info(
                         "tunnel %s: forward-internal to %s: no such internal endpoint", self.spec.name, outcome.url
@@ -153,9 +157,10 @@ class PublicSide(_Side):
                 )
                 self.close()
                 return
-        asyncio.get_running_loop().create_task(self._dial(upstream))
+        asyncio.get_running_loop().create_task(self._dial(target))
 
-    async def _dial(self, upstream: Upstream) -> None:
+    async def _dial(self, target: TunnelSpec) -> None:
+        upstream = target.upstream
         try:
             _, local = await asyncio.wait_for(dial(_Side, upstream.host, upstream.port, ssl_context=None), DIAL_TIMEOUT)
         except (OSError, TimeoutError) as error:
@@ -168,6 +173,9 @@ class PublicSide(_Side):
         self.opened_ns = time.perf_counter_ns()
         self.counted = True
         self.metrics.conn_opened()
+        if target.proxy_protocol and local.transport is not None and self.transport is not None:
+            peer, sockname = self.transport.get_extra_info("peername"), self.transport.get_extra_info("sockname")
+            local.transport.write(proxy_header(target.proxy_protocol, peer, sockname))
         self.link(local)
         local.link(self)
         for side in (self, local):

@@ -25,6 +25,16 @@ Rules:
   that response's end; any other close before the end is `upstream_lost`.
 - A 101 answering the exchange's Upgrade turns the connection into a raw pipe to the client; a
   101 nobody asked for is malformed.
+- The final response head passes through response_head_rewrite.py before the client sees it: a
+  service's `ngrok-error-code` field is dropped (only the agent sets it), and with
+  `host_header: rewrite` a Location naming the upstream's host is pointed back at the public URL.
+- With `proxy_protocol` (proxy_protocol.py), a connection's first bytes are the PROXY header of
+  the client whose exchange it serves first. Such a connection is never pooled: reused for
+  another client it would carry the first one's address (ngrok's agent, too, gives each public
+  connection its own upstream connection). A pooled connection therefore never carries one.
+- https upstreams: not verified (ngrok's default, "HTTPS forwarding" in
+  snippets/gateway/shared/http-end-source.mdx), or with `upstream_tls_verify` the certificate
+  chain and host name, against the system store or `upstream_tls_verify_cas`.
 """
 
 from __future__ import annotations
@@ -36,9 +46,11 @@ import socket
 import ssl
 import time
 
-from .http1 import ProtocolError, ResponseParser, final_head_span, is_close_delimited
+from .http1 import ProtocolError, ResponseParser, final_head_span, is_close_delimited, origin_form
 from .http_exchange import AWAITING, STARTED, Exchange
-from .tunnel_spec import TunnelSpec
+from .proxy_protocol import proxy_header
+from .response_head_rewrite import location_rewrite, rewrite_response_head
+from .tunnel_spec import TunnelConfigError, TunnelSpec
 from .upstream_dial import dial
 
 MAX_IDLE_UPSTREAMS = 64
@@ -51,10 +63,22 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 def upstream_tls(spec: TunnelSpec) -> ssl.SSLContext | None:
-    """How to speak TLS to an https:// addr: unverified, as ngrok does (local services are
-    usually self-signed)."""
+    """How to speak TLS to an https:// addr: unverified, as ngrok does by default (local services
+    are usually self-signed); with `upstream_tls_verify`, the certificate chain and host name are
+    checked against `upstream_tls_verify_cas` (a PEM file) or else the system store.
+
+    Raises TunnelConfigError when the CA file cannot be loaded (gone since the definition was
+    checked, say).
+    """
     if spec.upstream.scheme != "https":
         return None
+    if spec.upstream_tls_verify:
+        try:
+            return ssl.create_default_context(cafile=spec.upstream_tls_verify_cas or None)
+        except (OSError, ssl.SSLError) as error:
+            raise TunnelConfigError(
+                f"upstream_tls_verify_cas {spec.upstream_tls_verify_cas!r} cannot be loaded: {error}"
+            ) from None
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -70,6 +94,9 @@ class UpstreamPool:
         self._idle: list[tuple[float, UpstreamConnection]] = []
         self.closed = False
         self._ssl = upstream_tls(spec)
+        # What the service's response heads may need (see the banner); None / 0: nothing.
+        self.location = location_rewrite(spec)
+        self.proxy_protocol = spec.proxy_protocol
 
     def take(self) -> UpstreamConnection | None:
         while self._idle:
@@ -83,7 +110,7 @@ class UpstreamPool:
         return None
 
     def give_back(self, upstream: UpstreamConnection) -> None:
-        if self.closed or len(self._idle) >= MAX_IDLE_UPSTREAMS or not upstream.idle():
+        if self.closed or self.proxy_protocol or len(self._idle) >= MAX_IDLE_UPSTREAMS or not upstream.idle():
             upstream.close()
             return
         self._idle.append((time.monotonic(), upstream))
@@ -136,6 +163,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_seen = False
         self.head_chunk = b""  # the read that completed the response head (it starts with it)
         self.eof_timer: asyncio.TimerHandle | None = None
+        self.fresh = True  # no exchange began yet (a PROXY header goes before the first)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -145,6 +173,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = exchange
         self.parser.expect_head = exchange.head.method == b"HEAD"
         self.head_seen = False
+        if self.fresh:
+            self.fresh = False
+            if self.pool.proxy_protocol:
+                self._send_proxy_header(exchange)
+
+    def _send_proxy_header(self, exchange: Exchange) -> None:
+        """The PROXY header of the exchange's client, before anything else on this connection."""
+        client = exchange.client.transport
+        peer = client.get_extra_info("peername") if client is not None else None
+        local = client.get_extra_info("sockname") if client is not None else None
+        self.write(proxy_header(self.pool.proxy_protocol, peer, local))
 
     def end(self) -> None:
         self.exchange = None
@@ -223,6 +262,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.head_seen = progress.head_done or progress.done
             self.head_chunk = data
         if progress.head_done:
+            location = self.pool.location
+            data = rewrite_response_head(data, location, public_origin(exchange) if location is not None else b"")
             exchange.response_head(progress.status)
             if self.parser.expect_head and len(data) > final_head_span(data)[1]:
                 # llhttp reads bytes after the answer to HEAD as its announced body (it cannot know
@@ -310,3 +351,14 @@ class UpstreamConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.exchange is not None:
             self.exchange.client.flow.upstream_full(False)
+
+
+def public_origin(exchange: Exchange) -> bytes:
+    """`scheme://host[:port]` as the client reached the tunnel: the public scheme and the Host it
+    sent (an absolute-form target's authority first; the endpoint's URL when it sent none)."""
+    head = exchange.head
+    authority = origin_form(head.target)[1] or head.header(b"host")
+    ctx = exchange.client.ctx
+    if not authority:
+        return ctx.endpoint.url.encode("ascii", "replace")
+    return b"%s://%s" % (ctx.public_scheme.encode("ascii"), authority)
