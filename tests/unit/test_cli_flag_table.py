@@ -409,3 +409,12 @@ def test_the_session_metadata_flag_is_accepted_as_cloud_only() -> None:
     assert session_flags_given(parse("start", "--none", "--metadata", "device-1")) == ["--metadata"]
     # On http/tcp/tls, --metadata is the endpoint's own (ngrok's subcommand flag shadows the root's).
     assert build("http", "80", "--metadata", "m")[0]["metadata"] == "m"
+
+
+def test_docs_command_line_lists_every_flag_and_config_key() -> None:
+    from agentapi.config_file import CLOUD_KEYS, LOCAL_KEYS
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "command-line.md").read_text()
+    missing = [flag.name for flag in ENDPOINT_FLAGS if f"`{flag.name}`" not in docs]
+    missing += [key for key in sorted(LOCAL_KEYS | CLOUD_KEYS) if f"`{key}`" not in docs]
+    assert missing == []
