@@ -98,6 +98,11 @@ CLOSED_WITHOUT_RESPONSE = 444
 MAX_INTERNAL_HOPS = 5
 
 
+def _too_large(limit: int) -> Respond:
+    body = b"The request body is larger than the %d bytes the traffic policy reads.\n" % limit
+    return Respond(413, [("Content-Type", "text/plain")], body)
+
+
 class RequestState(enum.IntEnum):
     RECEIVING = 0  # head read; body bytes may still come
     COMPLETE = 1  # the whole request was read from the client
@@ -197,7 +202,13 @@ class Exchange:
             )
             self.policy.trace[:0] = client.conn_trace
             if self.gathering is not None and self.request is RECEIVING:
-                return  # the policy runs once the whole body is in (request_end)
+                # The policy runs once the whole body is in (request_end). A client waiting for
+                # leave to send it gets it from the agent, which is the one reading now (RFC 9110
+                # 10.1.1); the service then gets the body whole and no Expect.
+                expect = self.head.header(b"expect")
+                if expect is not None and expect.lower() == b"100-continue" and client.transport is not None:
+                    client.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return
             if not self._request_policy():
                 return
         self._forward()
@@ -209,11 +220,12 @@ class Exchange:
         if self.gathering is not None:
             if self.gathered_size > self.client.ctx.policy_body_limit:
                 limit = self.client.ctx.policy_body_limit
-                self._policy_outcome(
-                    Respond(
-                        413, [], b"The request body is larger than the %d bytes the traffic policy reads.\n" % limit
+                self._policy_outcome(_too_large(limit))
+                if self.record is not None:
+                    self.record.mark_incomplete(
+                        request=True,
+                        reason=f"only the first {limit} bytes of the body were kept (the policy's read limit)",
                     )
-                )
                 return False
             state.request.body = b"".join(self.gathering)
         outcome: Outcome | None = state.run(REQUEST)
@@ -225,11 +237,15 @@ class Exchange:
                 if outcome.on_error == "continue":
                     outcome = None
                     break
-                outcome = Respond(
-                    404 if hops <= MAX_INTERNAL_HOPS else 508,
-                    [("ngrok-error-code", "ERR_NGROK_3200")],
-                    f"The internal endpoint {outcome.url} is offline.\n".encode("utf-8", "replace"),
-                )
+                if hops > MAX_INTERNAL_HOPS:
+                    detail = f"forward-internal went round more than {MAX_INTERNAL_HOPS} internal endpoints (a loop?)"
+                    outcome = Respond(508, [("Content-Type", "text/plain")], f"{detail}\n".encode())
+                else:
+                    outcome = Respond(
+                        404,
+                        [("ngrok-error-code", "ERR_NGROK_3200"), ("Content-Type", "text/plain")],
+                        f"The internal endpoint {outcome.url} is offline.\n".encode("utf-8", "replace"),
+                    )
                 break
             self.route = route
             if route.policy is None:
@@ -265,7 +281,7 @@ class Exchange:
         head_in = self.head
         host_header = route.host_header
         if self.policy is not None:
-            head_in = policy_head(self.head, self.policy.request)
+            head_in = policy_head(self.head, self.policy.request, drop_expect=gathered is not None)
             if head_in.header(b"host") != self.head.header(b"host"):
                 host_header = None  # the policy set Host (add-headers host): it wins
         head = forwarded_head(head_in, client_ip=client.client_ip, scheme=ctx.public_scheme, host_header=host_header)
@@ -295,9 +311,15 @@ class Exchange:
         gathering = self.gathering
         if gathering is not None:
             # An action needs the whole body before the request may go on (verify-webhook).
+            limit = self.client.ctx.policy_body_limit
             self.gathered_size += len(data)
-            if self.gathered_size <= self.client.ctx.policy_body_limit:
+            if self.gathered_size <= limit:
                 gathering.append(data)
+            elif self.policy is not None and self is self.client.current and self.response is AWAITING:
+                # Past the limit while the client waits: answer now; the capture keeps what was read
+                # and the rest as it comes (the REFUSED path below).
+                gathering.append(data)
+                self._policy_outcome(_too_large(limit))
             return
         payload = chunk(data) if self.head.chunked else data
         if self.response < AWAITING:
@@ -322,7 +344,7 @@ class Exchange:
             if self.response is REFUSED and self.head.chunked and self.record is not None and self.recorded:
                 self.record.add_request(LAST_CHUNK)
             if self is self.client.current:
-                self.client.finish(self, keep_alive=self.head.keep_alive and self.response is REFUSED)
+                self.client.finish(self, keep_alive=self.answer_keeps_alive)
             return
         if self.head.chunked:
             self._send_last_chunk()
@@ -590,7 +612,7 @@ class Exchange:
         exchange. The capture holds the request as received and the answer as sent."""
         self.response = REFUSED
         client = self.client
-        page = answer_bytes(answer, keep_alive=self.head.keep_alive, head_only=self.head.method == b"HEAD")
+        page = answer_bytes(answer, keep_alive=self.answer_keeps_alive, head_only=self.head.method == b"HEAD")
         client.ctx.metrics.request_done(time.perf_counter_ns() - self.started_ns)
         if self.policy is not None:
             self.policy.response_status(answer.status)
@@ -598,6 +620,13 @@ class Exchange:
         transport = client.transport
         if transport is not None and not client.closed:
             transport.write(page)
+
+    @property
+    def answer_keeps_alive(self) -> bool:
+        """Whether the connection stays open after the agent's own answer: only when the client
+        asked, the answer is the policy's (not a failure) and the request was no Upgrade (its
+        later bytes would be another protocol's)."""
+        return self.head.keep_alive and not self.head.upgrade and self.response is REFUSED
 
     def _record_unforwarded(self, status: int, page: bytes) -> None:
         """Capture a request that never went upstream, with what the agent did instead."""
@@ -684,7 +713,7 @@ class Exchange:
         if self.timeout is not None:
             self.timeout.cancel()
         client = self.client
-        keep_alive = self.head.keep_alive and self.request is COMPLETE
+        keep_alive = self.head.keep_alive and self.request is COMPLETE and self.held is None
         page = answer_bytes(answer, keep_alive=keep_alive, head_only=self.head.method == b"HEAD")
         if self.record is not None:
             self.record.restart_response()
@@ -702,6 +731,10 @@ class Exchange:
             self.timeout.cancel()
         self._drop_upstream()
         record = self.record
+        if record is not None and not self.recorded and self.policy is not None:
+            # Begun, its body still being read for the policy (verify-webhook): recorded now.
+            self._record_unforwarded(CLIENT_CLOSED_REQUEST, b"")
+            record.status_code = None
         if record is not None and record.status_code is None:
             # The client left before the answer (nginx's 499): a final state, not "pending".
             record.status_code = CLIENT_CLOSED_REQUEST
@@ -722,7 +755,7 @@ class Exchange:
         if self.request is RECEIVING:
             if self.answered_early:
                 reason = "the local service answered before the whole request body was sent"
-            elif self.response < AWAITING:
+            elif self.response is FAILED:
                 reason = "the agent stopped reading the request after the local service failed"
             else:
                 reason = "the client closed the connection before the whole request was sent"

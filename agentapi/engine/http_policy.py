@@ -48,12 +48,13 @@ def request_facts(head: RequestHead, *, scheme: str, start: float) -> RequestFac
     )
 
 
-def policy_head(original: RequestHead, facts: RequestFacts) -> RequestHead:
-    """The request head as the policy left it, with the original's framing fields."""
+def policy_head(original: RequestHead, facts: RequestFacts, *, drop_expect: bool = False) -> RequestHead:
+    """The request head as the policy left it, with the original's framing fields. `drop_expect`:
+    the agent read the whole body already (and answered any 100-continue itself)."""
     headers = [
         (name.encode("latin-1"), value.encode("latin-1"))
         for name, value in facts.headers
-        if name.lower() not in _FRAMING_TEXT
+        if name.lower() not in _FRAMING_TEXT and not (drop_expect and name.lower() == "expect")
     ]
     headers += [(name, value) for name, value in original.headers if name.lower() in _FRAMING]
     return RequestHead(

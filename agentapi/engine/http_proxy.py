@@ -45,7 +45,7 @@ from .capture_sink import CaptureSink
 from .connection_policy import conn_facts, run_connect_phase
 from .flow_control import WAITING, FlowControl
 from .http1 import Body, ProtocolError, RequestEnd, RequestHead, RequestParser, Upgrade, error_response
-from .http_exchange import AWAITING, COMPLETE, RECEIVING, REFUSED, STARTED, Exchange
+from .http_exchange import AWAITING, COMPLETE, RECEIVING, STARTED, Exchange
 from .metrics import TunnelMetrics
 from .policy.document import Policy
 from .policy.facts import ConnFacts, EndpointFacts
@@ -247,8 +247,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _upgrade(self, rest: bytes) -> None:
         exchange = self.waiting[-1] if self.waiting else self.current
-        if exchange is None:
-            return
+        if exchange is None or exchange.response < AWAITING:
+            return  # answered by the agent: the connection closes after that answer
         exchange.held = []
         self.holding = exchange
         if rest:
@@ -311,7 +311,7 @@ class ClientConnection(asyncio.Protocol):
                 exchange.begin()
                 if exchange.response < AWAITING and exchange.request is COMPLETE and exchange is self.current:
                     # Answered by the agent on the spot: `finish` records it and closes if asked.
-                    self.finish(exchange, keep_alive=exchange.head.keep_alive and exchange.response is REFUSED)
+                    self.finish(exchange, keep_alive=exchange.answer_keeps_alive)
         finally:
             self.advancing = False
 

@@ -128,6 +128,10 @@ class Expression:
             return self._program.execute(_CONTEXT)
         except Exception as error:
             raise PolicyRuntimeError(f"{self._where}: {self.source!r}: {_problem(error)}") from None
+        except BaseException as error:  # a panic inside the library (pyo3's PanicException)
+            if isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            raise PolicyRuntimeError(f"{self._where}: {self.source!r}: the evaluator failed: {error}") from None
         finally:
             state.scope = previous
 
@@ -189,11 +193,49 @@ def compile_template(text: str, *, where: str) -> Template:
 _SYNTAX_AT = re.compile(r"<input>:(\d+):(\d+): (.*)")
 
 
+# Bounds on what reaches the CEL library, whose recursive parser overflows the stack (and takes the
+# agent down) on very long or very deeply nested input: no real rule comes near either.
+MAX_EXPRESSION_CHARS = 4096
+MAX_NESTING = 64  # brackets, parentheses and braces open at once
+MAX_OPERATORS = 512  # binary operators in one expression (each nests the parse one level)
+_BINARY = frozenset({"+", "-", "*", "/", "%", "&&", "||", "==", "!=", "<", "<=", ">", ">=", "?", ".", "["})
+
+
+def _check_size(source: str, *, where: str) -> None:
+    """PolicyError for an expression too long or too deeply nested for the library to parse safely."""
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise PolicyError(f"{where}: the expression is longer than {MAX_EXPRESSION_CHARS} characters")
+    tokens, _ = tokenize(source)
+    depth = deepest = operators = 0
+    for token in tokens:
+        if token.kind is not Kind.PUNCT:
+            continue
+        if token.text in ("(", "[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.text in (")", "]", "}"):
+            depth -= 1
+        if token.text in _BINARY:
+            operators += 1
+    if deepest > MAX_NESTING:
+        raise PolicyError(f"{where}: the expression nests more than {MAX_NESTING} levels deep")
+    if operators > MAX_OPERATORS:
+        raise PolicyError(f"{where}: the expression has more than {MAX_OPERATORS} operators")
+
+
 def _compile(source: str, *, where: str, text: str, offset: int) -> Expression:
+    try:
+        _check_size(source, where=where)
+    except PolicyError as error:
+        raise PolicyError(str(error)) from None
     try:
         cel_lib.compile(source)
     except ValueError as error:
         raise PolicyError(f"{where}: {_syntax_message(str(error), source, text, offset)}") from None
+    except BaseException as error:  # a panic inside the library (pyo3's PanicException)
+        if isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        raise PolicyError(f"{where}: the expression could not be parsed") from None
     try:
         rewritten, roots = _rewrite(source, text, offset)
     except PolicyError as error:

@@ -31,6 +31,7 @@ from cel import stdlib
 
 from . import cel_codecs, cel_strings, cel_time
 from .cel_errors import CelFunctionError
+from .facts import as_text
 
 if TYPE_CHECKING:
     from .variables import Scope
@@ -89,11 +90,25 @@ _STDLIB_USED = (
 
 _random = random.Random()
 
+# lists.range(n) builds n values on the event loop: a rule fed by request input
+# (`lists.range(int(getQueryParam('n')[0]))`) must not let a client stall or exhaust the agent.
+MAX_RANGE = 10_000
+
+
+def _bounded_range(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def bounded(*args: Any) -> Any:
+        if args and isinstance(args[0], int) and not isinstance(args[0], bool) and args[0] > MAX_RANGE:
+            raise CelFunctionError(f"lists.range: at most {MAX_RANGE} values")
+        return inner(*args)
+
+    return bounded
+
 
 def build_functions(current_scope: Callable[[], Scope]) -> dict[str, Callable[..., Any]]:
     """Every Python-backed function by the name CEL calls it. `current_scope` gives the Scope of
     the evaluation running on this thread (the request macros read it)."""
     functions: dict[str, Callable[..., Any]] = {name: stdlib.STDLIB_FUNCTIONS[name] for name in _STDLIB_USED}
+    functions["lists.range"] = _bounded_range(stdlib.STDLIB_FUNCTIONS["lists.range"])
     for name in cel_codecs.HASH_NAMES:
         hash_function = cel_codecs.make_hash(name)
         functions[f"hash.{name}"] = hash_function
@@ -144,7 +159,7 @@ def build_functions(current_scope: Callable[[], Scope]) -> dict[str, Callable[..
 def _exchange_macros(current_scope: Callable[[], Scope]) -> dict[str, Callable[..., Any]]:
     def headers(root: str, name: Any) -> list[str]:
         facts = current_scope().facts_of(root)
-        return facts.header_values(_name(name, "header name"))
+        return [as_text(value) for value in facts.header_values(_name(name, "header name"))]
 
     def query(name: Any) -> list[str]:
         params = current_scope().value(("req", "url", "query_params"))

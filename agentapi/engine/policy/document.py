@@ -29,6 +29,10 @@ MAX_POLICY_BYTES = 256 * 1024
 MAX_RULES = 100  # per phase
 MAX_ACTIONS = 20  # per rule
 MAX_EXPRESSIONS = 20  # per rule
+MAX_NESTING = 32  # lists and objects inside each other
+# Values in the whole document, YAML aliases expanded: a "billion laughs" document is refused after
+# this many steps instead of being expanded (which would take minutes and gigabytes).
+MAX_NODES = 100_000
 _OLD_PHASE_NAMES = {"inbound": REQUEST, "outbound": RESPONSE}
 
 
@@ -73,6 +77,7 @@ def load_policy(raw: str | dict[str, Any], *, proto: str) -> Policy:
         raise PolicyError("traffic_policy must be a YAML or JSON document (a string) or an object")
     if document is None:
         document = {}
+    check_bounds(document)
     if not isinstance(document, dict):
         raise PolicyError(
             "a traffic policy must be an object of phases: on_tcp_connect, on_http_request, on_http_response"
@@ -101,6 +106,24 @@ def load_policy(raw: str | dict[str, Any], *, proto: str) -> Policy:
     return Policy(source=source, rules=phases, needs_request_body=needs_body)
 
 
+def check_bounds(document: Any) -> None:
+    """PolicyError when the document, aliases expanded, holds more than MAX_NODES values or nests
+    deeper than MAX_NESTING. Walks without recursion and stops at the first bound crossed."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise PolicyError(f"the policy holds more than {MAX_NODES} values (with YAML aliases expanded)")
+        if depth > MAX_NESTING:
+            raise PolicyError(f"the policy nests more than {MAX_NESTING} levels deep")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
 def parse_policy_text(text: str) -> Any:
     """YAML or JSON text as data; PolicyError when it is neither."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
@@ -113,8 +136,12 @@ def parse_policy_text(text: str) -> Any:
             raise PolicyError(
                 f"the policy is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
             ) from None
+        except RecursionError:
+            raise PolicyError(f"the policy nests more than {MAX_NESTING} levels deep") from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise PolicyError(f"the policy nests more than {MAX_NESTING} levels deep") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)

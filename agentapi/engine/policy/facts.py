@@ -2,12 +2,22 @@
 proxy fills in and CEL's variables are built from (variables.py). No sockets, no parsing.
 
 Text is decoded as latin-1 (RFC 9110 5.5: field values are octets; latin-1 maps each byte to one
-character and back), so a rewritten header goes out as the bytes it came in as.
+character and back), so a rewritten header goes out as the bytes it came in as. What a CEL
+expression sees is `as_text` of it: the UTF-8 the bytes almost always are (a bad byte reads as
+U+FFFD), so `getReqHeader('x-name')[0] == 'é'` holds for an `é` sent as UTF-8; a value rendered
+back into a header goes out as UTF-8 (actions/headers.py `wire_text`), the bytes it came as.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+def as_text(field_text: str) -> str:
+    """Field text (latin-1, one character a byte) as the UTF-8 text it carries, for CEL."""
+    if field_text.isascii():
+        return field_text
+    return field_text.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
 @dataclass(slots=True)

@@ -9,8 +9,8 @@ cel_schema.py's): `req.*`, `res.*`, `conn.*`, `endpoint.*`, `time.now`, `vars.*`
 - `req.url`, `req.content_type`, `req.user_agent` and `res.content_type` are strings; their fields
   (`req.url.path`, `req.content_type.parameters`...) are read by longer paths.
 - `req.headers` / `res.headers`: lower-cased names to lists of values; a name in a path matches
-  any spelling (`req.headers['User-Agent']`, as ngrok's own examples write it). Field text is
-  latin-1 (facts.py).
+  any spelling (`req.headers['User-Agent']`, as ngrok's own examples write it). Field values
+  are read as UTF-8 text (facts.as_text).
 - Values ngrok says "may not be present" (`req.content_length`, `res.content_length`,
   `req.url.port`) read as 0 when absent, and `has()` of them is false. Header-backed strings
   (`req.content_type`, `req.location`, `req.user_agent`, `res.location`...) read as "" when the
@@ -33,7 +33,7 @@ from . import cel_http_values
 from .cel_codecs import rfc3339
 from .cel_errors import CelFunctionError
 from .cel_schema import show_path
-from .facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from .facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts, as_text
 
 Path = tuple[str | int, ...]
 
@@ -151,7 +151,7 @@ class Scope:
         field = path[1]
         if len(path) > 2:
             if field == "headers" and isinstance(path[2], str):
-                values = facts.header_values(path[2])
+                values = [as_text(value) for value in facts.header_values(path[2])]
                 if not values:
                     raise Missing(f"no such key: {show_path(path[:3])}")
                 return _walk(values, path, 3)
@@ -245,7 +245,7 @@ def _no_root(root: str) -> str:
 def _headers(facts: RequestFacts | ResponseFacts) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
     for name, value in facts.headers:
-        headers.setdefault(name.lower(), []).append(value)
+        headers.setdefault(name.lower(), []).append(as_text(value))
     return headers
 
 
@@ -306,17 +306,21 @@ _MESSAGE_FIELDS: dict[str, dict[str, _Getter]] = {
         ),
         "#query_params": lambda scope, facts: cel_http_values.query_params(scope._parts("req", "url")["query"]),
         "host": lambda scope, facts: _request(facts).host,
-        "cookies": lambda scope, facts: cel_http_values.request_cookies(facts.header_values("cookie")),
+        "cookies": lambda scope, facts: cel_http_values.request_cookies(
+            [as_text(value) for value in facts.header_values("cookie")]
+        ),
         "ts": lambda scope, facts: {"header_received": _utc(_request(facts).start)},
         "version": lambda scope, facts: f"HTTP/{_request(facts).version}",
-        "location": lambda scope, facts: facts.header("location") or "",
-        "user_agent": lambda scope, facts: facts.header("user-agent") or "",
+        "location": lambda scope, facts: as_text(facts.header("location") or ""),
+        "user_agent": lambda scope, facts: as_text(facts.header("user-agent") or ""),
     },
     "res": {
         **_COMMON_FIELDS,
         "status_code": lambda scope, facts: _response(facts).status,
-        "cookies": lambda scope, facts: cel_http_values.response_cookies(facts.header_values("set-cookie")),
-        "location": lambda scope, facts: facts.header("location") or "",
+        "cookies": lambda scope, facts: cel_http_values.response_cookies(
+            [as_text(value) for value in facts.header_values("set-cookie")]
+        ),
+        "location": lambda scope, facts: as_text(facts.header("location") or ""),
     },
 }
 # The fields of the whole `req`/`res` map: the "#" entries are the parsed forms behind them.

@@ -255,3 +255,25 @@ def test_a_policy_naming_a_cloud_variable_is_refused_at_load() -> None:
     assert str(caught.value) == (
         "on_http_request.rules[0].expressions[0]: conn.geo is refused: it needs ngrok's cloud (GeoIP data of ngrok's edge) (column 6)"
     )
+
+
+def test_lists_range_is_bounded_so_request_input_cannot_stall_the_agent() -> None:
+    assert evaluate("size(lists.range(10000)) == 10000") is True
+    with pytest.raises(PolicyRuntimeError, match="at most 10000 values"):
+        evaluate("size(lists.range(100000000)) > 0")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("+".join(["1"] * 3000), "longer than 4096 characters"),
+        ("+".join(["1"] * 600) + " > 0", "more than 512 operators"),
+        ("(" * 70 + "1" + ")" * 70 + " == 1", "nests more than 64 levels"),
+        ("string(" * 70 + "1" + ")" * 70 + " == '1'", "nests more than 64 levels"),
+    ],
+    ids=["long", "operators", "parentheses", "calls"],
+)
+def test_expressions_too_big_for_the_parser_are_refused_at_load(source: str, message: str) -> None:
+    # The CEL library's recursive parser overflows the stack (killing the process) on such input.
+    with pytest.raises(PolicyError, match=message):
+        compile_expression(source, where="on_http_request.rules[0].expressions[0]")

@@ -10,6 +10,7 @@ Source of each action's fields: ngrok's docs, `traffic-policy/actions/<type>/ind
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,7 +97,12 @@ class Config:
         value = self.raw(name, default)
         if value is None:
             raise self.error(name, "is required")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value != int(value)
+        ):
             raise self.error(name, "must be a whole number")
         value = int(value)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
@@ -111,7 +117,7 @@ class Config:
         value = self.raw(name, default)
         if value is None:
             raise self.error(name, "is required")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise self.error(name, "must be a number")
         if value < minimum or (maximum is not None and value > maximum):
             raise self.error(

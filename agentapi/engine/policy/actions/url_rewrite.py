@@ -150,8 +150,15 @@ def request_url(run: PhaseRun) -> str:
 
 
 def resolve(base: str, result: str) -> str:
-    """`result` resolved against `base` (RFC 3986 5.2), with what a URL cannot hold percent-encoded."""
-    return quote(urljoin(base, result), safe=_URL_SAFE)
+    """`result` resolved against `base` (RFC 3986 5.2), with what a URL cannot hold percent-encoded.
+
+    Raises PolicyRuntimeError for a result that is no URL (`http://[::1/x`)."""
+    try:
+        joined = urljoin(base, result)
+        urlsplit(joined)
+    except ValueError as error:
+        raise PolicyRuntimeError(f"the rewritten URL {result!r:.120} is not a URL: {error}") from None
+    return quote(joined, safe=_URL_SAFE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +224,9 @@ class UrlRewrite(Action):
         before = request.target
         if rewritten.matches and rewritten.url != url:
             parts = urlsplit(rewritten.url)
+            if parts.scheme.lower() not in ("http", "https"):
+                # `javascript:...` has no path to send as a request target.
+                raise PolicyRuntimeError(f"the rewritten URL {rewritten.url!r:.120} is not an http(s) URL")
             request.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             host = parts.netloc.rpartition("@")[2]
             moved = bool(host) and host.lower() != request.host.lower()
