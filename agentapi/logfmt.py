@@ -3,6 +3,8 @@
 `t=2026-01-02T03:04:05+0000 lvl=info msg="starting web service" obj=web addr=127.0.0.1:4040`
 Values with spaces, quotes or `=` are quoted; level names are ngrok's (dbug, info, warn, eror, crit).
 
+Which lines are written is ngrok's `log_level` (debug, info, warn, error, crit), for the lines
+written directly and for Python logging alike (the command line sets the loggers' level too).
 Where the lines go is ngrok's `log` key and `--log` flag (`agent/config/v3.mdx`): `stdout`, `stderr`,
 `false` (the default: no log) or a file path. A file is opened for appending (never truncated, so
 logrotate's `copytruncate` and a restarted agent both keep the history), line-buffered, UTF-8; a file
@@ -26,6 +28,10 @@ import threading
 from typing import Any, TextIO
 
 LOG_FORMATS = ("logfmt", "json", "term")
+LOG_LEVELS = ("debug", "info", "warn", "error", "crit")  # ngrok's log_level values
+# A line's rank by its written level name, and a log_level's rank by its config name.
+_RANKS = {"dbug": 10, "info": 20, "warn": 30, "eror": 40, "crit": 50}
+_LEVEL_RANKS = {"debug": 10, "info": 20, "warn": 30, "error": 40, "crit": 50}
 HELD_LINES = 100  # warnings and errors kept while the console owns the terminal
 _KEPT_WHILE_HELD = frozenset({"warn", "eror", "crit"})
 
@@ -48,6 +54,10 @@ def _value(value: Any) -> str:
     return text
 
 
+def _level_rank(level: str) -> int:
+    return _LEVEL_RANKS.get(level, _RANKS.get(level, 10))
+
+
 class LogTargetError(Exception):
     """The log destination cannot be used (a file that cannot be opened, an unknown format)."""
 
@@ -59,9 +69,12 @@ class AgentLog:
     so each line is written under a lock and never interleaves with another.
     """
 
-    def __init__(self, stream: TextIO | None, fmt: str = "logfmt", *, owns_stream: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None, fmt: str = "logfmt", *, owns_stream: bool = False, level: str = "debug"
+    ) -> None:
         self.stream = stream
         self.fmt = fmt
+        self.min_rank = _level_rank(level)  # lines below ngrok's log_level are not written
         self.owns_stream = owns_stream  # a file this log opened, closed by `close`
         self._lock = threading.Lock()
         self._held: list[str] | None = None  # while the console owns the terminal: lines kept back
@@ -104,7 +117,7 @@ class AgentLog:
 
     def line(self, lvl: str, msg: str, **fields: Any) -> None:
         """Write one event: `lvl` is ngrok's level name, `fields` become key=value pairs (str()ed)."""
-        if self.stream is None:
+        if self.stream is None or _RANKS.get(lvl, 20) < self.min_rank:
             return
         now = dt.datetime.now().astimezone()
         if self.fmt == "json":
@@ -126,31 +139,36 @@ class AgentLog:
             self.stream.flush()
 
 
-def open_log_target(target: str, fmt: str = "logfmt") -> AgentLog:
+def open_log_target(target: str, fmt: str = "logfmt", level: str = "debug") -> AgentLog:
     """The AgentLog for ngrok's `log` value: "stdout", "stderr", "false"/"" (none) or a file path.
 
-    `fmt` is ngrok's `log_format` ("logfmt", "json", "term"; "" means logfmt). A path is expanded
-    (`~`), opened for appending, line-buffered, UTF-8, and owned by the returned log (`close`).
-    Raises LogTargetError with a one-line message: an unknown format, or a file that cannot be
-    opened (`cannot open log file /var/log/agent.log: permission denied`).
+    `fmt` is ngrok's `log_format` ("logfmt", "json", "term"; "" means logfmt); `level` its
+    `log_level` ("debug", "info", "warn", "error", "crit"; "" means debug): lines below it are not
+    written. A path is expanded (`~`), opened for appending, line-buffered, UTF-8, and owned by the
+    returned log (`close`). Raises LogTargetError with a one-line message: an unknown format or
+    level, or a file that cannot be opened (`cannot open log file /var/log/agent.log: permission
+    denied`).
     """
     fmt = fmt or "logfmt"
     if fmt not in LOG_FORMATS:
         raise LogTargetError(f"invalid log format {fmt!r}: one of {', '.join(LOG_FORMATS)} expected")
+    if (level or "debug") not in LOG_LEVELS:
+        raise LogTargetError(f"invalid log level {level!r}: one of {', '.join(LOG_LEVELS)} expected")
     written = "json" if fmt == "json" else "logfmt"
+    level = level or "debug"
     if target in ("", "false"):
-        return AgentLog(None, written)
+        return AgentLog(None, written, level=level)
     if target == "stdout":
-        return AgentLog(sys.stdout, written)
+        return AgentLog(sys.stdout, written, level=level)
     if target == "stderr":
-        return AgentLog(sys.stderr, written)
+        return AgentLog(sys.stderr, written, level=level)
     path = os.path.expanduser(target)
     try:
         stream = open(path, "a", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 (owned)
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         raise LogTargetError(f"cannot open log file {path}: {reason}") from None
-    return AgentLog(stream, written, owns_stream=True)
+    return AgentLog(stream, written, owns_stream=True, level=level)
 
 
 class AgentLogHandler(logging.Handler):

@@ -211,3 +211,53 @@ def test_without_a_terminal_the_agent_draws_no_console(tmp_path: Path, upstream:
         assert agent.wait(30) == 0
     assert b"\x1b[" not in output and b"Session Status" not in output, output
     assert b"127.0.0.1" in output
+
+
+def start_with(terminal: Tmux, tmp_path: Path, upstream: Upstream, *args: str) -> None:
+    command = [sys.executable, "manage.py", "agent", "http", str(upstream.port), "--web-addr", "127.0.0.1:0", *args]
+    terminal.start(command, agent_env(tmp_path / "data"))
+
+
+def config_file(tmp_path: Path, **agent_keys: str) -> str:
+    path = tmp_path / "ngrok.yml"
+    path.write_text('version: "3"\nagent:\n' + "".join(f"  {key}: {value}\n" for key, value in agent_keys.items()))
+    return str(path)
+
+
+def test_with_a_log_file_the_console_is_shown_and_the_file_gets_every_line(
+    terminal: Tmux, tmp_path: Path, upstream: Upstream
+) -> None:
+    log_file = tmp_path / "agent.log"
+    start_with(terminal, tmp_path, upstream, "--log", str(log_file))
+    terminal.wait_for(lambda lines: any(_FORWARDING.search(line) for line in lines), "a Forwarding line")
+    assert terminal.tmux("display-message", "-p", "-t", "agent", "#{alternate_on}").strip() == "1"
+    terminal.tmux("send-keys", "-t", "agent", "C-c")
+    assert terminal.exit_status() == 0
+    logged = log_file.read_text()
+    for message in ('msg="started tunnel"', 'msg="agent ready"', 'msg="received stop request"', 'msg="agent stopped"'):
+        assert message in logged
+    assert not any("lvl=" in line for line in terminal.screen())  # none of it on the terminal
+
+
+def test_console_ui_false_in_the_config_leaves_the_terminal_to_the_banner(
+    terminal: Tmux, tmp_path: Path, upstream: Upstream
+) -> None:
+    start_with(terminal, tmp_path, upstream, "--config", config_file(tmp_path, console_ui="false"))
+    terminal.wait_for(lambda lines: any("127.0.0.1" in line for line in lines), "the agent's first lines")
+    assert terminal.tmux("display-message", "-p", "-t", "agent", "#{alternate_on}").strip() == "0"
+    assert not any("Session Status" in line for line in terminal.screen())
+    terminal.tmux("send-keys", "-t", "agent", "C-c")
+    assert terminal.exit_status() == 0
+
+
+@pytest.mark.parametrize(("color", "black_background"), [("", True), ("transparent", False)])
+def test_console_ui_color_sets_the_consoles_background_as_ngrok_does(
+    terminal: Tmux, tmp_path: Path, upstream: Upstream, color: str, black_background: bool
+) -> None:
+    keys = {"console_ui_color": color} if color else {}
+    start_with(terminal, tmp_path, upstream, "--config", config_file(tmp_path, console_ui="true", **keys))
+    terminal.wait_for(lambda lines: any(_FORWARDING.search(line) for line in lines), "a Forwarding line")
+    painted = terminal.tmux("capture-pane", "-e", "-p", "-t", "agent")  # -e: with the colours
+    assert ("\x1b[40m" in painted) is black_background
+    terminal.tmux("send-keys", "-t", "agent", "C-c")
+    assert terminal.exit_status() == 0
