@@ -13,6 +13,10 @@ Pooling (ngrok's `universal-gateway/endpoint-pooling`): endpoints that all set `
 and ask for the same listen address share one listener; each new connection goes to the next
 member in turn (round robin), and the listener closes with its last member. An endpoint without
 `pooling_enabled` on a taken address is refused, as ngrok refuses a second endpoint on one URL.
+
+The built-in file server (an addr `file:///dir`, file_server.py): the tunnel's own server starts
+on 127.0.0.1 before its listener opens, the running spec's upstream is its address, and it
+closes when the tunnel stops (or when the tunnel fails to open).
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .capture_id import CaptureIdFactory
 from .capture_record import CaptureRecord
 from .capture_sink import CaptureSink
 from .exchange_policy import ExchangePolicy
+from .file_server import FileServer
 from .http1 import (
     Body,
     ProtocolError,
@@ -48,7 +53,7 @@ from .policy.errors import PolicyError
 from .policy.facts import ConnFacts, EndpointFacts
 from .policy.outcomes import CloseConnection, ForwardInternal, Respond
 from .tcp_pipe import PublicSide
-from .tunnel_spec import TunnelConfigError, TunnelSpec, join_host_port
+from .tunnel_spec import TunnelConfigError, TunnelSpec, Upstream, join_host_port
 from .upstream import upstream_tls
 from .upstream_dial import dial
 
@@ -92,6 +97,8 @@ class RunningTunnel:
     pool: ListenerPool | None = None  # pooling_enabled: the listener it shares
     factory: Callable[[], asyncio.Protocol] | None = None  # a connection for this tunnel
     tcp_spec: list[TunnelSpec] | None = None  # TCP/TLS: the spec new connections take
+    endpoint: EndpointFacts | None = None  # as policies see it (set once its address is known)
+    file_server: FileServer | None = None  # an addr file:///dir: the server it forwards to
 
     @property
     def name(self) -> str:
@@ -153,10 +160,21 @@ class Engine:
         if spec.name in self._tunnels or spec.name in self._starting:
             raise TunnelExists(f'tunnel "{spec.name}" already exists')
         self._starting.add(spec.name)
+        file_server: FileServer | None = None
         try:
-            return await self._open(spec)
+            if spec.file_root:
+                try:
+                    file_server = await FileServer.start(spec.file_root)
+                except OSError as error:
+                    raise TunnelStartError(f"cannot serve {spec.file_root}: {error.strerror or error}") from None
+                spec = replace(spec, upstream=Upstream("http", "127.0.0.1", file_server.port))
+            tunnel = await self._open(spec)
+            tunnel.file_server, file_server = file_server, None
+            return tunnel
         finally:
             self._starting.discard(spec.name)
+            if file_server is not None:  # the tunnel did not open
+                await file_server.close()
 
     async def swap_policy(self, spec: TunnelSpec) -> RunningTunnel | None:
         """Put `spec` in place of the running tunnel of its name when only its Traffic Policy (or
@@ -190,6 +208,16 @@ class Engine:
     def _find_internal_http(self, url: str) -> TunnelContext | None:
         tunnel = self.find_internal(url)
         return tunnel.http if tunnel is not None else None
+
+    def _internal_finder(self, proto: str) -> Callable[[str], RunningTunnel | None]:
+        """forward-internal for a TCP or TLS endpoint: internal endpoints of the same protocol only
+        (ngrok refuses a cross-protocol forward, ERR_NGROK_3502)."""
+
+        def find(url: str) -> RunningTunnel | None:
+            tunnel = self.find_internal(url)
+            return tunnel if tunnel is not None and tunnel.spec.proto == proto else None
+
+        return find
 
     async def _open(self, spec: TunnelSpec) -> RunningTunnel:
         loop = asyncio.get_running_loop()
@@ -231,7 +259,9 @@ class Engine:
             current = [spec]  # swap_policy puts a new spec here: new connections take it
 
             def factory() -> asyncio.Protocol:
-                return PublicSide(current[0], metrics, tcp_connections, endpoint_facts[0], self.find_internal)
+                return PublicSide(current[0], metrics, tcp_connections, endpoint_facts[0], same_proto)
+
+            same_proto = self._internal_finder(spec.proto)
 
         if spec.internal:
             tunnel = RunningTunnel(
@@ -339,6 +369,7 @@ class Engine:
         )
         if context is not None:
             context.endpoint = facts
+        tunnel.endpoint = facts
         return facts
 
     def _public_tls(self, spec: TunnelSpec) -> ssl.SSLContext | None:
@@ -376,6 +407,8 @@ class Engine:
             tunnel.http.pool.close()
         for side in list(tunnel.tcp_connections):
             side.abort()
+        if tunnel.file_server is not None:
+            await tunnel.file_server.close()
         if closing is not None:
             await closing.wait_closed()
         return tunnel

@@ -12,7 +12,8 @@ Rules:
   and begin in order as the one before them finishes (a loop, not recursion: thousands may be
   queued).
 - Bytes llhttp refuses (400, 431) inside a request are answered at once; after complete requests,
-  once those are answered. A service's response under way is never followed by an error page:
+  once those are answered. A request with more than one Host field is refused the same way
+  (RFC 9112 3.2): the policy and the service could each believe a different one. A service's response under way is never followed by an error page:
   the connection is closed instead.
 - A request head must arrive whole within the head timeout (408, like Go's ReadHeaderTimeout); an
   idle keep-alive connection is closed after the idle timeout. The engine's sweep checks both
@@ -112,6 +113,10 @@ class TunnelContext:
         self.pool.sweep()
 
 
+def _host_fields(head: RequestHead) -> int:
+    return sum(1 for name, _ in head.headers if len(name) == 4 and name.lower() == b"host")
+
+
 class ClientConnection(asyncio.Protocol):
     """A connection accepted on the tunnel's public listener."""
 
@@ -186,6 +191,10 @@ class ClientConnection(asyncio.Protocol):
                     exchange.body(event.data)
             elif isinstance(event, RequestHead):
                 self.head_since = 0.0
+                if _host_fields(event) > 1:
+                    # RFC 9112 3.2: a 400. Which Host would a policy or the service believe?
+                    self._broken(ProtocolError(400, "the request has more than one Host field"))
+                    return
                 self._head(event)
             elif isinstance(event, RequestEnd):
                 exchange = self.waiting[-1] if self.waiting else self.current

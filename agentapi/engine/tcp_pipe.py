@@ -125,7 +125,8 @@ class PublicSide(_Side):
         self.metrics = metrics
         self.connections = connections
         self.endpoint = endpoint
-        # forward-internal: url -> a RunningTunnel of this agent (its spec says where to dial)
+        # forward-internal: url -> an internal RunningTunnel of this agent of the same protocol
+        # (its spec says where to dial; its own policy runs first)
         self.find_internal = find_internal
         self.opened_ns = 0
         self.counted = False
@@ -143,6 +144,13 @@ class PublicSide(_Side):
             outcome = connect.outcome
             if isinstance(outcome, ForwardInternal):
                 internal = self.find_internal(outcome.url) if self.find_internal is not None else None
+                if internal is not None and internal.spec.policy is not None and internal.endpoint is not None:
+                    # The internal endpoint's own on_tcp_connect runs too (ngrok's forward-internal).
+                    inner = run_connect_phase(internal.spec.policy, connect.conn, internal.endpoint)
+                    if inner.outcome is not None:
+                        log.info("tunnel %s: the internal endpoint's policy closed a connection", self.spec.name)
+                        self.close()
+                        return
                 if internal is not None:
                     target = internal.spec
                 elif outcome.on_error != "continue":

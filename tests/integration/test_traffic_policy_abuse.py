@@ -250,13 +250,6 @@ def test_forward_internal_on_a_tcp_tunnel_to_a_missing_endpoint_closes_the_conne
     assert _alive(agent)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tcp_pipe.py PublicSide.connection_made(): forward-internal on a TCP tunnel dials any internal "
-    "endpoint's upstream, an HTTP one included, without its protocol check or its own policy: "
-    "a TCP client reaches a basic-auth protected internal HTTP service unauthenticated "
-    "(ngrok refuses cross-protocol forwarding: ERR_NGROK_3502)",
-)
 def test_forward_internal_on_a_tcp_tunnel_cannot_bypass_an_http_internal_endpoints_policy(
     agent: AgentProcess, service: Upstream
 ) -> None:
