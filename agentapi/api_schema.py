@@ -226,6 +226,18 @@ COMPONENTS: dict[str, Any] = {
                 "maxItems": 1,
                 "description": "internal (or a .internal url): no listener; reached through forward-internal.",
             },
+            "agent_tls_termination": {
+                "type": "object",
+                "description": "tls:// endpoints: terminate TLS at the agent with this certificate and key (each a "
+                "file path or PEM text). Client certificates (mutual_tls_certificate_authorities) are refused.",
+                "properties": {
+                    "server_certificate": {"type": "string", "minLength": 1},
+                    "server_private_key": {"type": "string", "minLength": 1},
+                    "mutual_tls_certificate_authorities": {"type": "array", "items": _STRING, "maxItems": 0},
+                },
+                "required": ["server_certificate", "server_private_key"],
+                "additionalProperties": False,
+            },
         },
         "required": ["upstream"],
         "example": {"name": "web-8081", "upstream": {"url": "http://localhost:8081"}},
