@@ -102,6 +102,6 @@ def test_a_missing_config_file_is_a_clear_error_in_the_log_and_on_stderr(tmp_pat
 
 
 def test_an_unknown_config_subcommand_fails(agent_data_dir: Path) -> None:
-    completed = run_ngrok("config", "edit")
+    completed = run_ngrok("config", "frobnicate")
     assert completed.returncode == 1
-    assert "unsupported: config edit" in completed.stderr
+    assert "unsupported: config frobnicate" in completed.stderr
