@@ -39,11 +39,15 @@ export async function fetchJSON(url, options = {}) {
 }
 
 export function postJSON(url, body) {
-  return fetchJSON(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-    body: JSON.stringify(body),
-  });
+  return sendJSON("POST", url, body);
+}
+
+// A state-changing request to the inspector's own endpoints (CSRF token in its header); the
+// body, when given, as JSON. Resolves to the answer's JSON (null for 204).
+export function sendJSON(method, url, body = undefined, options = {}) {
+  const headers = { "X-CSRFToken": csrfToken() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  return fetchJSON(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), ...options });
 }
 
 let toastTimer = null;

@@ -1,10 +1,15 @@
-// The inspector page: the capture list (first page rendered into the page, older pages on demand,
-// new rows pushed over the WebSocket), the detail pane, keyboard navigation, replay, clear, export.
+// The inspector page: the capture list (first page rendered into the page, more pages on demand,
+// new rows pushed over the WebSocket), the detail pane, and what acts on them (keys, replay,
+// delete, pins, pause, jump, clear, export). Rows: capture_rows.js; keys: keyboard.js; stream
+// control: stream_control.js; the address and the narrow screen's detail sheet: url_state.js.
+import { fillRow, comesBefore, parseSort, rowChanged, titleOfTimeCell, formatClock } from "./capture_rows.js";
 import { renderDetail } from "./detail_view.js";
-import { el, fetchJSON, toast } from "./dom.js";
-import { formatAgo, formatDuration, formatSize, statusClass } from "./format.js";
+import { el, fetchJSON, sendJSON, toast } from "./dom.js";
+import { burstScheduler, installKeys } from "./keyboard.js";
 import { connectLive } from "./live_socket.js";
 import { openReplayEditor } from "./replay_editor.js";
+import { Pins, epochOfLocalInput, localInputValue, setupClear, toggleButton } from "./stream_control.js";
+import { DEFAULT_SORT, DetailSheet, filterHref, hashId, withSort } from "./url_state.js";
 
 const boot = JSON.parse(document.getElementById("inspector-boot").textContent);
 const urls = boot.urls;
@@ -12,109 +17,165 @@ const urls = boot.urls;
 const MAX_ROWS = 1000;
 
 const tbody = document.getElementById("capture-rows");
-const listPane = document.getElementById("list-pane");
-const detailPane = document.getElementById("detail");
+const pinnedBody = document.getElementById("pinned-rows");
+const listScroll = document.getElementById("list-scroll");
+const detailPane = document.getElementById("detail-pane");
+const detailBody = document.getElementById("detail");
 const emptyState = document.getElementById("empty-state");
 const loadOlder = document.getElementById("load-older");
 const liveState = document.getElementById("live-state");
+const streamNote = document.getElementById("stream-note");
+const pinButton = document.getElementById("pin-button");
+const deleteButton = document.getElementById("delete-button");
 
 const rows = new Map(); // id -> {summary, tr}
+const pins = new Pins();
+const replaysOf = new Map(); // original id -> ids of its replays seen here, oldest first
+const replayOrigins = new Map(); // replay id -> original, for replays made here (live rows lack it)
+const deletedHere = new Set(); // deleted from this page: later deltas for them are stale
+const tunnelHosts = new Map();
+let sort = boot.sort || DEFAULT_SORT;
 let selectedId = null;
 let nextBefore = boot.page.next_before;
 let loadingOlder = false;
+let paused = false;
+let following = false;
+let jumpedTo = null; // epoch seconds while the list starts at a jumped-to time
+const held = new Map(); // new rows held back while paused or jumped
 
 // --- rows ----------------------------------------------------------------------------------
-// A small mark on a capture that is not the whole exchange (the detail's banner says more).
-function truthMark(summary) {
-  const incomplete = [];
-  if (summary.request_complete === false) incomplete.push("request");
-  if (summary.response_complete === false) incomplete.push("response");
-  if (incomplete.length) {
-    const why = summary.incomplete_reason ? ": " + summary.incomplete_reason : "";
-    return el("span", { class: "truth-mark incomplete", title: `${incomplete.join(" and ")} incomplete${why}` }, "⚠");
+function hostOf(url) {
+  try {
+    return new URL(url).host;
+  } catch {
+    return "";
   }
-  if (summary.truncated) {
-    return el("span", { class: "truth-mark truncated", title: "only part of this exchange was stored (capture limit)" }, "✂");
-  }
-  return null;
 }
 
-// A capture the endpoint's Traffic Policy answered instead of the service (basic-auth's 401,
-// deny, rate-limit's 429...): the action's name, so "blocked by policy" shows at a glance.
-function policyMark(summary) {
-  if (!summary.policy_action) return null;
-  return el(
-    "span",
-    { class: "policy-mark", title: `answered by the Traffic Policy (${summary.policy_action}), not the service` },
-    summary.policy_action,
-  );
+function rememberTunnels() {
+  tunnelHosts.clear();
+  for (const tunnel of boot.tunnels) tunnelHosts.set(tunnel.name, hostOf(tunnel.public_url));
 }
 
-function fillRow(tr, summary) {
-  const code = summary.status_code;
-  tr.className = "capture-row" + (summary.id === selectedId ? " selected" : "");
-  tr.dataset.id = summary.id;
-  tr.replaceChildren(
-    el("td", { class: "col-method" }, summary.method),
-    el("td", { class: "col-path", title: summary.uri }, summary.uri),
-    el(
-      "td",
-      { class: "col-status" },
-      el("span", { class: "status " + statusClass(code) }, code === null ? "…" : String(code)),
-      truthMark(summary),
-      policyMark(summary),
-    ),
-    el("td", { class: "col-duration" }, code === null ? "" : formatDuration(summary.duration_ns)),
-    el("td", { class: "col-time", title: new Date(summary.start * 1000).toLocaleString(), dataset: { start: summary.start } }, formatAgo(summary.start)),
-    el("td", { class: "col-size" }, formatSize(summary.response_size)),
-  );
+function draw(entry) {
+  const summary = entry.summary;
+  fillRow(entry.tr, summary, {
+    selected: summary.id === selectedId,
+    pinned: pins.has(summary.id),
+    gone: Boolean(entry.gone),
+    replays: replaysOf.get(summary.id),
+    host: tunnelHosts.get(summary.tunnel_name),
+  });
 }
 
-function upsert(summary) {
-  const known = rows.get(summary.id);
+// Live deltas do not carry replay_of (only stored rows do): keep what is known.
+function withReplayOf(summary, known) {
+  if (summary.replay_of) return summary;
+  const origin = (known && known.replay_of) || replayOrigins.get(summary.id) || "";
+  return origin ? { ...summary, replay_of: origin } : summary;
+}
+
+function noteReplay(summary) {
+  if (!summary.replay_of) return;
+  const list = replaysOf.get(summary.replay_of) || [];
+  if (list.includes(summary.id)) return;
+  list.push(summary.id);
+  list.sort();
+  replaysOf.set(summary.replay_of, list);
+  const original = rows.get(summary.replay_of);
+  if (original) draw(original);
+}
+
+// Where a new row goes in the list: its place in the sort order, or nowhere when it belongs
+// past the last row loaded (it comes with the next page).
+function placeFor(summary) {
+  let before = tbody.firstElementChild;
+  while (before && !comesBefore(summary, rows.get(before.dataset.id).summary, sort)) before = before.nextElementSibling;
+  if (!before && nextBefore) return undefined;
+  return before;
+}
+
+// Insert or update a row. `force`: insert even where the sort order says it belongs to a later page.
+function upsert(incoming, { force = false } = {}) {
+  if (deletedHere.has(incoming.id)) return null;
+  const known = rows.get(incoming.id);
+  const summary = withReplayOf(incoming, known && known.summary);
+  noteReplay(summary);
+  if (pins.has(summary.id)) pins.update(summary);
   if (known) {
     const before = known.summary;
-    const changed =
-      before.status_code !== summary.status_code ||
-      before.duration_ns !== summary.duration_ns ||
-      before.response_size !== summary.response_size ||
-      before.request_size !== summary.request_size ||
-      before.request_complete !== summary.request_complete ||
-      before.response_complete !== summary.response_complete ||
-      before.truncated !== summary.truncated ||
-      before.policy_action !== summary.policy_action;
     known.summary = summary;
-    if (!changed) return;
-    fillRow(known.tr, summary);
+    known.gone = false;
+    if (!rowChanged(before, summary)) return known;
+    draw(known);
+    if (known.tr.parentElement === tbody && !pins.has(summary.id)) reposition(known);
     if (summary.id === selectedId) loadDetail(summary.id, { keepScroll: true });
-    return;
+    return known;
   }
-  const tr = document.createElement("tr");
-  fillRow(tr, summary);
-  rows.set(summary.id, { summary, tr });
-  // Newest first; a new capture nearly always belongs at the top.
-  let before = tbody.firstElementChild;
-  while (before && before.dataset.id > summary.id) before = before.nextElementSibling;
-  tbody.insertBefore(tr, before);
+  const entry = { summary, tr: document.createElement("tr"), gone: false };
+  if (pins.has(summary.id)) {
+    rows.set(summary.id, entry);
+    draw(entry);
+    pinnedBody.append(entry.tr);
+    return entry;
+  }
+  let place = placeFor(summary);
+  if (place === undefined) {
+    if (!force) return null;
+    place = null;
+  }
+  rows.set(summary.id, entry);
+  draw(entry);
+  tbody.insertBefore(entry.tr, place);
+  return entry;
 }
 
-function remove(id) {
+// A row whose sort value changed (a pending request completed) moves to its new place.
+function reposition(entry) {
+  if (sort === DEFAULT_SORT) return;
+  const prev = entry.tr.previousElementSibling;
+  const next = entry.tr.nextElementSibling;
+  const fits =
+    (!prev || !comesBefore(entry.summary, rows.get(prev.dataset.id).summary, sort)) &&
+    (!next || comesBefore(entry.summary, rows.get(next.dataset.id).summary, sort));
+  if (fits) return;
+  entry.tr.remove();
+  const place = placeFor(entry.summary);
+  if (place === undefined) rows.delete(entry.summary.id);
+  else tbody.insertBefore(entry.tr, place);
+}
+
+// Take a row out of the view (filtered out, trimmed); the capture may still be stored.
+function drop(id) {
   const known = rows.get(id);
-  if (!known) return;
+  if (!known || pins.has(id)) return;
   known.tr.remove();
   rows.delete(id);
+}
+
+// The capture is no longer stored (evicted, deleted, cleared). A pinned one stays, marked gone.
+function forget(id) {
+  const known = rows.get(id);
+  if (!known) return;
+  if (pins.has(id)) {
+    known.gone = true;
+    draw(known);
+  } else {
+    known.tr.remove();
+    rows.delete(id);
+  }
   if (id === selectedId) {
-    selectedId = null;
-    detailPane.replaceChildren(el("p", { class: "placeholder" }, "This request is no longer stored."));
+    detailBody.replaceChildren(el("p", { class: "placeholder" }, "This request is no longer stored."));
   }
 }
 
 function trimWindow() {
-  if (rows.size <= MAX_ROWS || listPane.scrollTop > 50) return;
-  while (rows.size > MAX_ROWS) {
+  if (sort !== DEFAULT_SORT || jumpedTo !== null) return;
+  if (rows.size <= MAX_ROWS || listScroll.scrollTop > 50) return;
+  while (tbody.childElementCount > MAX_ROWS) {
     const last = tbody.lastElementChild;
     if (!last || last.dataset.id === selectedId) break;
-    remove(last.dataset.id);
+    drop(last.dataset.id);
   }
   const last = tbody.lastElementChild;
   if (last) nextBefore = last.dataset.id;
@@ -122,13 +183,24 @@ function trimWindow() {
 }
 
 function updateFooter() {
-  emptyState.hidden = rows.size > 0;
+  const listed = tbody.childElementCount;
+  emptyState.hidden = listed + pinnedBody.childElementCount > 0;
   loadOlder.hidden = !nextBefore;
-  document.getElementById("shown-count").textContent = rows.size + (nextBefore ? "+" : "") + " shown";
+  document.getElementById("shown-count").textContent = listed + (nextBefore ? "+" : "") + " shown";
+  const notes = [];
+  if (jumpedTo !== null) notes.push(["From " + formatClock(jumpedTo), "Back to newest", backToNewest]);
+  else if (paused) notes.push([`Paused · ${held.size} new`, "Resume", () => setPaused(false)]);
+  streamNote.replaceChildren(
+    ...notes.flatMap(([text, button, action]) => [
+      text + " ",
+      el("button", { type: "button", class: "stream-action", onclick: action }, button),
+    ]),
+  );
 }
 
 function listUrl(params) {
   const query = new URLSearchParams(boot.filter_query);
+  if (sort !== DEFAULT_SORT) query.set("sort", sort);
   for (const [key, value] of Object.entries(params)) query.set(key, value);
   return urls.captures + "?" + query.toString();
 }
@@ -138,7 +210,7 @@ async function loadOlderPage() {
   loadingOlder = true;
   try {
     const page = await fetchJSON(listUrl({ before: nextBefore }));
-    for (const summary of page.captures) upsert(summary);
+    for (const summary of page.captures) upsert(summary, { force: true });
     nextBefore = page.next_before;
     updateFooter();
   } catch (err) {
@@ -154,15 +226,32 @@ async function loadOlderPage() {
 
 function inView(element) {
   const box = element.getBoundingClientRect();
-  const pane = listPane.getBoundingClientRect();
+  const pane = listScroll.getBoundingClientRect();
   return box.height > 0 && box.top < pane.bottom && box.bottom > pane.top;
 }
 
 // Refetch the newest page (deltas sent while the socket was not open are lost).
 async function refreshNewest() {
+  if (jumpedTo !== null) return;
   const page = await fetchJSON(listUrl({}));
-  for (const summary of page.captures) upsert(summary);
+  for (const summary of page.captures) {
+    if (paused && !rows.has(summary.id)) held.set(summary.id, summary);
+    else upsert(summary);
+  }
   updateFooter();
+}
+
+// Replace the list with its first page (after a new sort, a jump, or back to newest).
+async function reloadList(params = {}) {
+  const page = await fetchJSON(listUrl(params));
+  for (const id of [...rows.keys()]) if (!pins.has(id)) drop(id);
+  tbody.replaceChildren();
+  nextBefore = page.next_before;
+  held.clear();
+  for (const summary of page.captures) upsert(summary, { force: true });
+  listScroll.scrollTop = 0;
+  updateFooter();
+  return page;
 }
 
 // --- live deltas ---------------------------------------------------------------------------
@@ -172,6 +261,7 @@ let pending = new Map();
 let flushScheduled = false;
 
 function queue(summary) {
+  if (deletedHere.has(summary.id)) return;
   pending.set(summary.id, summary);
   if (!flushScheduled) {
     flushScheduled = true;
@@ -184,24 +274,46 @@ async function flushQueue() {
   const batch = pending;
   pending = new Map();
   if (!batch.size) return;
+  const matched = [];
+  for (const [id, summary] of batch) {
+    if (pins.has(id)) {
+      upsert(summary); // a pin shows whatever the filters say
+      batch.delete(id);
+    }
+  }
   if (!boot.filters_active) {
-    for (const summary of batch.values()) upsert(summary);
+    matched.push(...batch.values());
   } else {
     const ids = [...batch.keys()];
     for (let start = 0; start < ids.length; start += 100) {
       const chunk = ids.slice(start, start + 100);
       try {
         const page = await fetchJSON(listUrl({ ids: chunk.join(","), limit: 500 }));
-        const matched = new Set(page.captures.map((s) => s.id));
-        for (const summary of page.captures) upsert(summary);
-        for (const id of chunk) if (!matched.has(id)) remove(id);
+        const found = new Set(page.captures.map((s) => s.id));
+        matched.push(...page.captures);
+        for (const id of chunk) if (!found.has(id)) drop(id);
       } catch {
         // the next delta or a reload will catch up
       }
     }
   }
+  let newest = null;
+  for (const summary of matched) {
+    if (!rows.has(summary.id) && (paused || jumpedTo !== null)) {
+      held.set(summary.id, summary);
+      continue;
+    }
+    const isNew = !rows.has(summary.id);
+    const entry = upsert(summary);
+    if (isNew && entry && (!newest || summary.id > newest)) newest = summary.id;
+  }
+  if (following && newest && sort === DEFAULT_SORT) {
+    listScroll.scrollTop = 0;
+    select(newest, { source: "follow" });
+  }
   trimWindow();
   updateFooter();
+  clear.refreshSoon();
 }
 
 function onMessage(message) {
@@ -211,13 +323,17 @@ function onMessage(message) {
       queue(message.capture);
       break;
     case "captures.evicted":
-      for (const id of message.ids) remove(id);
+      for (const id of message.ids) {
+        forget(id);
+        held.delete(id);
+      }
       updateFooter();
       break;
     case "captures.cleared":
-      for (const id of [...rows.keys()]) remove(id);
+      for (const id of [...rows.keys()]) forget(id);
+      held.clear();
       nextBefore = null;
-      detailPane.replaceChildren(el("p", { class: "placeholder" }, "Requests cleared."));
+      if (!selectedId || !pins.has(selectedId)) detailBody.replaceChildren(el("p", { class: "placeholder" }, "Requests cleared."));
       updateFooter();
       break;
     case "tunnel.started":
@@ -236,6 +352,7 @@ function onMessage(message) {
 }
 
 function renderTunnels() {
+  rememberTunnels();
   const list = document.getElementById("tunnel-urls");
   list.replaceChildren(
     ...boot.tunnels.map((t) =>
@@ -254,56 +371,137 @@ function onState(state) {
 
 // --- selection and detail -----------------------------------------------------------------
 let detailRequest = 0;
+let detailAbort = null;
+
+const sheet = new DetailSheet({ onClosed: () => listScroll.focus({ preventScroll: true }) });
 
 async function loadDetail(id, { keepScroll = false } = {}) {
   const ticket = ++detailRequest;
+  if (detailAbort) detailAbort.abort();
+  detailAbort = new AbortController();
   const scroll = detailPane.scrollTop;
+  detailBody.classList.add("loading");
   try {
-    const detail = await fetchJSON(`/inspect/captures/${encodeURIComponent(id)}.json`);
+    const detail = await fetchJSON(`/inspect/captures/${encodeURIComponent(id)}.json`, { signal: detailAbort.signal });
     if (ticket !== detailRequest) return;
-    renderDetail(detailPane, detail, { replay, replayThroughPolicy, replayEdit, curl });
+    renderDetail(detailBody, detail, { replay, replayThroughPolicy, replayEdit, curl });
+    linkReplays(detail);
+    document.getElementById("sheet-title").textContent = `${detail.method} ${detail.uri}`;
     if (keepScroll) detailPane.scrollTop = scroll;
-    const mark = detailPane.querySelector("mark.syntax-error");
+    const mark = detailBody.querySelector("mark.syntax-error");
     if (mark && !keepScroll) mark.scrollIntoView({ block: "center" });
   } catch (err) {
-    if (ticket === detailRequest) detailPane.replaceChildren(el("p", { class: "placeholder" }, err.message));
+    if (ticket !== detailRequest || err.name === "AbortError") return;
+    const known = rows.get(id);
+    const text = known && known.gone ? "This request is no longer stored." : err.message;
+    detailBody.replaceChildren(el("p", { class: "placeholder" }, text));
+  } finally {
+    if (ticket === detailRequest) detailBody.classList.remove("loading");
   }
 }
 
-function select(id, { scroll = true } = {}) {
-  if (selectedId && rows.has(selectedId)) rows.get(selectedId).tr.classList.remove("selected");
+// The detail's "replay of" as a link to the original, and links to the replays seen here.
+function linkReplays(detail) {
+  const meta = detailBody.querySelector(".detail-meta");
+  if (!meta) return;
+  const replays = replaysOf.get(detail.id) || [];
+  const links = el("span", { class: "replay-links" + (detail.replay_of ? " replay-of" : "") });
+  if (detail.replay_of) {
+    links.append("replay of", el("a", { href: "#" + detail.replay_of, class: "replay-of-link" }, detail.replay_of));
+  }
+  if (replays.length) {
+    links.append(
+      (detail.replay_of ? "; " : "") + "replayed as",
+      ...replays.map((id) => el("a", { href: "#" + id, class: "replayed-as-link" }, id)),
+    );
+  }
+  if (!links.childNodes.length) return;
+  const old = meta.querySelector(".replay-of");
+  if (old) old.replaceWith(links);
+  else meta.append(links);
+}
+
+const detailLoads = burstScheduler((id) => {
+  sheet.show(id, { open: false });
+  loadDetail(id);
+});
+
+// source: "click" (from the list: on a narrow screen the sheet opens with a history entry),
+// "hash" | "boot" | "replay" (open it, no entry), "key" | "follow" | "quiet" (the sheet shows it
+// only when already open; keys load the detail once a burst of moves rests).
+function select(id, { source = "click", repeat = false, scroll = true } = {}) {
+  if (!id) return;
+  const previous = selectedId && rows.get(selectedId);
+  if (previous) previous.tr.classList.remove("selected");
   selectedId = id;
   const known = rows.get(id);
   if (known) {
     known.tr.classList.add("selected");
     if (scroll) known.tr.scrollIntoView({ block: "nearest" });
   }
-  history.replaceState(null, "", "#" + id);
+  pinButton.disabled = deleteButton.disabled = false;
+  pinButton.textContent = pins.has(id) ? "Unpin" : "Pin";
+  if (source === "key") {
+    detailLoads.schedule(id, { repeat });
+    return;
+  }
+  detailLoads.cancel();
+  sheet.show(id, { push: source === "click", open: !["follow", "quiet"].includes(source) });
   loadDetail(id);
 }
 
-function move(step) {
-  const current = selectedId && rows.get(selectedId);
-  let target;
-  if (!current) target = tbody.firstElementChild;
-  else target = step > 0 ? current.tr.nextElementSibling : current.tr.previousElementSibling;
-  if (target) select(target.dataset.id);
-  else if (step > 0 && nextBefore) loadOlderPage();
+function deselect() {
+  const previous = selectedId && rows.get(selectedId);
+  if (previous) previous.tr.classList.remove("selected");
+  selectedId = null;
+  detailLoads.cancel();
+  pinButton.disabled = deleteButton.disabled = true;
+  detailBody.replaceChildren(el("p", { class: "placeholder" }, "Select a request to see it here."));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function orderedRows() {
+  return [...pinnedBody.children, ...tbody.children];
+}
+
+function move(step, repeat = false) {
+  const list = orderedRows();
+  if (!list.length) return;
+  const at = selectedId ? list.findIndex((tr) => tr.dataset.id === selectedId) : -1;
+  let index = at === -1 ? (step > 0 ? 0 : list.length - 1) : at + step;
+  if (index >= list.length) {
+    if (nextBefore) loadOlderPage();
+    index = list.length - 1;
+  }
+  index = Math.max(0, index);
+  if (list[index].dataset.id !== selectedId) select(list[index].dataset.id, { source: "key", repeat });
+}
+
+function rowsPerScreen() {
+  const row = tbody.firstElementChild || pinnedBody.firstElementChild;
+  const height = row ? row.getBoundingClientRect().height || 24 : 24;
+  return Math.max(1, Math.floor(listScroll.clientHeight / height) - 2);
+}
+
+// Whether the page wants a selected capture for this key, and says so when there is none.
+function needSelection() {
+  if (selectedId) return true;
+  toast("Select a request first (j / k, or click one)");
+  return false;
 }
 
 // --- actions -------------------------------------------------------------------------------
 // Replay goes straight to the local service, as ngrok's inspector does; "through policy" runs the
 // tunnel's Traffic Policy on it first (its on_http_request rules, as for a client on 127.0.0.1).
+// The new capture is listed, marked as a replay of this one, and opened.
 async function replay({ throughPolicy = false } = {}) {
-  if (!selectedId) return;
-  const body = throughPolicy ? { id: selectedId, through_policy: true } : { id: selectedId };
+  if (!needSelection()) return;
+  const original = selectedId;
   try {
-    await fetchJSON(urls.api_requests, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
+    const result = await sendJSON("POST", `/inspect/captures/${encodeURIComponent(original)}/replay`, {
+      through_policy: throughPolicy,
     });
-    toast((throughPolicy ? "Replayed through the policy " : "Replayed ") + selectedId);
+    showReplay(result.id, original, result.capture, throughPolicy ? "Replayed through the policy" : "Replayed");
   } catch (err) {
     toast("Replay failed: " + err.message, "error");
   }
@@ -313,16 +511,38 @@ function replayThroughPolicy() {
   return replay({ throughPolicy: true });
 }
 
+async function showReplay(newId, original, summary, verb) {
+  replayOrigins.set(newId, original);
+  let fresh = summary;
+  if (!fresh) {
+    try {
+      fresh = (await fetchJSON(urls.captures + "?ids=" + encodeURIComponent(newId))).captures[0];
+    } catch {
+      fresh = null;
+    }
+  }
+  const entry = fresh ? upsert({ ...fresh, replay_of: fresh.replay_of || original }, { force: true }) : null;
+  updateFooter();
+  select(newId, { source: "replay" });
+  if (entry) {
+    entry.tr.classList.remove("just-replayed");
+    void entry.tr.offsetWidth; // restart the flash
+    entry.tr.classList.add("just-replayed");
+  }
+  const status = fresh && fresh.status_code !== null ? `, ${fresh.status_code}` : "";
+  toast(`${verb}: new capture ${newId}${status} (a replay of ${original})`);
+}
+
 function replayEdit() {
-  if (!selectedId) return;
-  openReplayEditor(`/inspect/captures/${encodeURIComponent(selectedId)}/replay-seed.json`, urls.replay, (newId) => {
-    const wait = () => (rows.has(newId) ? select(newId) : setTimeout(wait, 100));
-    setTimeout(wait, 0);
-  });
+  if (!needSelection()) return;
+  const original = selectedId;
+  openReplayEditor(`/inspect/captures/${encodeURIComponent(original)}/replay-seed.json`, urls.replay, (newId) =>
+    showReplay(newId, original, null, "Replayed with modifications"),
+  );
 }
 
 async function curl() {
-  if (!selectedId) return;
+  if (!needSelection()) return;
   const response = await fetch(`/inspect/captures/${encodeURIComponent(selectedId)}/curl`);
   const command = (await response.text()).trimEnd();
   const dialog = document.getElementById("curl-dialog");
@@ -338,30 +558,225 @@ async function curl() {
   }
 }
 
-const clearButton = document.getElementById("clear-button");
-let clearArmed = null;
-clearButton.addEventListener("click", async () => {
-  if (!clearArmed) {
-    clearButton.textContent = "Really clear all?";
-    clearButton.classList.add("armed");
-    clearArmed = setTimeout(() => {
-      clearArmed = null;
-      clearButton.textContent = "Clear";
-      clearButton.classList.remove("armed");
-    }, 3000);
-    return;
-  }
-  clearTimeout(clearArmed);
-  clearArmed = null;
-  clearButton.textContent = "Clear";
-  clearButton.classList.remove("armed");
+async function deleteSelected() {
+  if (!needSelection()) return;
+  const id = selectedId;
+  const list = orderedRows();
+  const at = list.findIndex((tr) => tr.dataset.id === id);
+  const next = list[at + 1] || list[at - 1] || null;
   try {
-    await fetchJSON(urls.api_requests, { method: "DELETE" });
-    onMessage({ type: "captures.cleared" });
+    await sendJSON("DELETE", `/inspect/captures/${encodeURIComponent(id)}`);
   } catch (err) {
-    toast("Clear failed: " + err.message, "error");
+    if (!/no capture/.test(err.message)) {
+      toast("Delete failed: " + err.message, "error");
+      return;
+    }
+  }
+  deletedHere.add(id);
+  const known = rows.get(id);
+  pins.remove(id);
+  if (known) {
+    known.tr.remove();
+    rows.delete(id);
+  }
+  toast(`Deleted ${known ? known.summary.method + " " + known.summary.uri : id}`);
+  if (next && rows.has(next.dataset.id)) select(next.dataset.id, { source: "quiet" });
+  else deselect();
+  updateFooter();
+  clear.refreshSoon();
+}
+
+function togglePin() {
+  if (!needSelection()) return;
+  const id = selectedId;
+  const known = rows.get(id);
+  if (pins.has(id)) {
+    pins.remove(id);
+    if (known) {
+      known.tr.remove();
+      rows.delete(id);
+      if (!known.gone) upsert(known.summary, { force: true });
+      const back = rows.get(id);
+      if (back) back.tr.classList.add("selected");
+    }
+    toast("Unpinned");
+  } else {
+    if (!known) return;
+    pins.add(known.summary);
+    draw(known);
+    pinnedBody.append(known.tr);
+    toast("Pinned: it stays at the top of the list");
+  }
+  pinButton.textContent = pins.has(id) ? "Unpin" : "Pin";
+  updateFooter();
+}
+
+// Show the pins kept in this browser (before the first page, which then updates them).
+function showPins() {
+  for (const summary of pins.summaries()) {
+    const entry = { summary, tr: document.createElement("tr"), gone: false };
+    rows.set(summary.id, entry);
+    draw(entry);
+    pinnedBody.append(entry.tr);
+  }
+}
+
+// Pins refreshed from the store; those it no longer has are marked gone.
+async function refreshPins() {
+  const ids = pins.ids();
+  if (!ids.length) return;
+  try {
+    const page = await fetchJSON(urls.captures + "?limit=500&ids=" + ids.map(encodeURIComponent).join(","));
+    const found = new Set(page.captures.map((s) => s.id));
+    for (const summary of page.captures) upsert(summary);
+    for (const id of ids) if (!found.has(id)) forget(id);
+  } catch {
+    // shown as last seen
+  }
+  updateFooter();
+}
+
+function setPaused(value) {
+  paused = value;
+  pause.set(value);
+  document.getElementById("pause-button").textContent = value ? "Resume" : "Pause";
+  if (!value) {
+    const waiting = [...held.values()];
+    held.clear();
+    for (const summary of waiting) upsert(summary);
+    trimWindow();
+  }
+  updateFooter();
+}
+
+async function jumpTo(epoch) {
+  if (sort !== DEFAULT_SORT) setSortState(DEFAULT_SORT);
+  try {
+    jumpedTo = epoch;
+    const page = await reloadList({ at: String(epoch) });
+    if (page.captures.length) select(page.captures[0].id, { source: "hash" });
+    else toast("Nothing was captured at or before that time", "error");
+  } catch (err) {
+    jumpedTo = null;
+    toast("Jump failed: " + err.message, "error");
+  }
+  updateFooter();
+}
+
+async function backToNewest() {
+  jumpedTo = null;
+  await reloadList();
+}
+
+function setSortState(value) {
+  sort = value;
+  history.replaceState(history.state, "", withSort(sort));
+  const { column, descending } = parseSort(sort);
+  for (const th of document.querySelectorAll("table.captures th[data-sort]")) {
+    if (th.dataset.sort === column) th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+    else th.removeAttribute("aria-sort");
+  }
+}
+
+// First click on a column: numbers and time largest first, text A to Z; again: the other way.
+async function sortBy(column) {
+  const current = parseSort(sort);
+  let descending = ["time", "status", "duration", "size"].includes(column);
+  if (current.column === column) descending = !current.descending;
+  jumpedTo = null;
+  setSortState((descending ? "-" : "") + column);
+  try {
+    await reloadList();
+  } catch (err) {
+    toast("Sorting failed: " + err.message, "error");
+  }
+}
+
+function selectTab(number) {
+  for (const bar of detailBody.querySelectorAll(".tabs")) {
+    const tab = bar.querySelectorAll("[role=tab]")[number - 1];
+    if (tab) tab.click();
+  }
+}
+
+function focusSearch() {
+  const box = document.getElementById("filter-q") || document.getElementById("filter-path");
+  if (box) {
+    box.focus();
+    box.select();
+  }
+}
+
+function showHelp() {
+  document.getElementById("keys-dialog").showModal();
+}
+
+function escape() {
+  if (sheet.isOpen) sheet.back();
+  else if (selectedId) deselect();
+}
+
+// --- wiring --------------------------------------------------------------------------------
+const clear = setupClear(document.getElementById("clear-button"), {
+  filtered: boot.filters_active,
+  filterQuery: boot.filter_query,
+  urls,
+  onCleared(result) {
+    if (result.filtered) {
+      for (const tr of [...tbody.children]) forget(tr.dataset.id);
+      nextBefore = null;
+      updateFooter();
+      toast(`Cleared ${result.deleted} filtered capture${result.deleted === 1 ? "" : "s"}`);
+    } else {
+      onMessage({ type: "captures.cleared" });
+      toast("Cleared every capture");
+    }
+  },
+  onError: (message) => toast("Clear failed: " + message, "error"),
+});
+
+const pause = toggleButton(document.getElementById("pause-button"), setPaused);
+toggleButton(document.getElementById("follow-button"), (on) => {
+  following = on;
+  if (on && !paused && jumpedTo === null && tbody.firstElementChild && sort === DEFAULT_SORT) {
+    listScroll.scrollTop = 0;
+    select(tbody.firstElementChild.dataset.id, { source: "follow" });
   }
 });
+
+const jumpInput = document.getElementById("jump-time");
+jumpInput.addEventListener("focus", () => {
+  if (jumpInput.value) return;
+  const seed = (selectedId && rows.get(selectedId)) || rows.get(tbody.firstElementChild?.dataset.id);
+  jumpInput.value = localInputValue(seed ? seed.summary.start : Date.now() / 1000);
+});
+document.getElementById("jump-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const epoch = epochOfLocalInput(jumpInput.value);
+  if (epoch === null) toast("Give a date and time to jump to", "error");
+  else jumpTo(epoch);
+});
+
+pinButton.addEventListener("click", togglePin);
+deleteButton.addEventListener("click", deleteSelected);
+
+for (const th of document.querySelectorAll("table.captures th[data-sort]")) {
+  th.querySelector("button").addEventListener("click", () => sortBy(th.dataset.sort));
+}
+
+// Filters: only non-empty parameters go into the address, and the open capture stays open.
+const filterForm = document.getElementById("filters");
+filterForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  location.assign(filterHref(filterForm.getAttribute("action"), new FormData(filterForm), { sort, hash: location.hash }));
+});
+for (const link of document.querySelectorAll("#filter-reset, #empty-state a[href]")) {
+  if (link.closest("#tunnel-urls")) continue;
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    location.assign(filterHref(filterForm.getAttribute("action"), [], { sort, hash: location.hash }));
+  });
+}
 
 document.getElementById("curl-dialog").querySelector(".copy").addEventListener("click", async () => {
   const area = document.querySelector("#curl-dialog textarea");
@@ -374,43 +789,80 @@ document.getElementById("curl-dialog").querySelector(".copy").addEventListener("
   toast("curl command copied");
 });
 
-tbody.addEventListener("click", (event) => {
+function onRowClick(event) {
+  if (event.target.closest("a")) return; // replay links go by the address's hash
   const tr = event.target.closest("tr.capture-row");
-  if (tr) select(tr.dataset.id, { scroll: false });
+  if (!tr) return;
+  if (event.target.closest("button.pin")) {
+    if (tr.dataset.id !== selectedId) select(tr.dataset.id, { source: "quiet", scroll: false });
+    togglePin();
+    return;
+  }
+  select(tr.dataset.id, { scroll: false });
+}
+tbody.addEventListener("click", onRowClick);
+pinnedBody.addEventListener("click", onRowClick);
+// How long ago, on hover.
+listScroll.addEventListener("mouseover", (event) => {
+  const cell = event.target.closest && event.target.closest("td.col-time");
+  if (cell) titleOfTimeCell(cell);
 });
 
 loadOlder.addEventListener("click", loadOlderPage);
 new IntersectionObserver((entries) => {
   if (entries.some((entry) => entry.isIntersecting)) loadOlderPage();
-}).observe(loadOlder);
+}, { root: listScroll }).observe(loadOlder);
 
-document.addEventListener("keydown", (event) => {
-  if (event.target.closest("input, textarea, select, dialog[open]") || event.metaKey || event.ctrlKey || event.altKey) return;
-  if (event.key === "j" || event.key === "ArrowDown") {
-    move(1);
-    event.preventDefault();
-  } else if (event.key === "k" || event.key === "ArrowUp") {
-    move(-1);
-    event.preventDefault();
-  } else if (event.key === "r") {
-    replay();
-  } else if (event.key === "e") {
-    replayEdit();
-  } else if (event.key === "/") {
-    document.getElementById("filter-path").focus();
-    event.preventDefault();
-  }
+document.getElementById("sheet-back").addEventListener("click", () => sheet.back());
+const moreFilters = document.getElementById("more-filters");
+moreFilters.addEventListener("click", () => {
+  moreFilters.setAttribute("aria-expanded", String(moreFilters.getAttribute("aria-expanded") !== "true"));
 });
 
-setInterval(() => {
-  const now = Date.now() / 1000;
-  for (const cell of tbody.querySelectorAll("td.col-time")) cell.textContent = formatAgo(Number(cell.dataset.start), now);
-}, 5000);
+// The address names the open capture: a pasted #id opens it; Back from a sheet closes it.
+function followAddress() {
+  const id = hashId();
+  if (!id) {
+    sheet.closedByHistory();
+    return;
+  }
+  if (id !== selectedId) select(id, { source: "hash" });
+  else if (sheet.narrow && !sheet.isOpen) sheet.show(id);
+}
+window.addEventListener("hashchange", followAddress);
+window.addEventListener("popstate", followAddress);
+
+installKeys({
+  move,
+  first: () => {
+    const first = orderedRows()[0];
+    if (first) select(first.dataset.id, { source: "key" });
+  },
+  last: () => {
+    const list = orderedRows();
+    if (list.length) select(list[list.length - 1].dataset.id, { source: "key" });
+  },
+  page: (step, repeat) => move(step * rowsPerScreen(), repeat),
+  tab: selectTab,
+  replay: () => replay(),
+  edit: replayEdit,
+  curl,
+  remove: deleteSelected,
+  pin: togglePin,
+  search: focusSearch,
+  escape,
+  help: showHelp,
+  open: () => selectedId && select(selectedId, { source: "click", scroll: false }),
+});
 
 // --- start ---------------------------------------------------------------------------------
-for (const summary of boot.page.captures) upsert(summary);
+rememberTunnels();
+setSortState(sort);
+showPins();
+for (const summary of boot.page.captures) upsert(summary, { force: true });
 renderTunnels();
 updateFooter();
-const fromHash = decodeURIComponent(location.hash.slice(1));
-if (fromHash) select(fromHash);
+refreshPins();
+const fromHash = hashId();
+if (fromHash) select(fromHash, { source: "boot" });
 connectLive(urls.socket, onMessage, onState);
