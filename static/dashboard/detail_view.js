@@ -1,7 +1,10 @@
 // Draws one capture's detail: request and response side by side, each with Summary, Headers, Raw
-// and Binary tabs. Everything is pretty-printed on the server; this only lays it out.
+// and Binary tabs, and copy buttons (URL, headers, body). Bodies are pretty-printed and checked on
+// the server; JSON, XML and HTML are drawn highlighted and foldable by body_view.js.
+import { codeView } from "./body_view.js";
+import { bodyText, copyText } from "./clipboard.js";
 import { el } from "./dom.js";
-import { formatDuration, formatTime, statusClass } from "./format.js";
+import { formatDuration, formatSize, formatTime, statusClass } from "./format.js";
 
 const TABS = ["Summary", "Headers", "Raw", "Binary"];
 const chosenTab = { request: "Summary", response: "Summary" };
@@ -66,7 +69,8 @@ export function renderDetail(container, detail, actions) {
       ? renderMessage("response", detail.response)
       : el("section", { class: "message response pending-message" }, el("h3", {}, "Response"), el("p", {}, "Waiting for the response…")),
   );
-  container.append(head, ...banners, renderPolicy(detail.traffic_policy || []), panes);
+  // DOM append() would print a missing part as "null": only what is there goes in.
+  container.append(...[head, ...banners, renderPolicy(detail.traffic_policy || []), panes].filter(Boolean));
 }
 
 // The step that answered instead of the service: the last terminal one (the answer the client saw).
@@ -123,7 +127,7 @@ function renderMessage(side, message) {
   const tabBar = el("div", { class: "tabs", role: "tablist" });
   const body = el("div", { class: "tab-body" });
   const title = side === "request" ? "Request" : "Response";
-  section.append(el("h3", {}, title), tabBar, body);
+  section.append(el("h3", {}, title), copyTools(side, message), tabBar, body);
   function show(name) {
     chosenTab[side] = name;
     for (const button of tabBar.children) button.setAttribute("aria-selected", String(button.dataset.tab === name));
@@ -140,6 +144,43 @@ function renderMessage(side, message) {
   }
   show(chosenTab[side]);
   return section;
+}
+
+// Views whose body is text a person may want to paste somewhere.
+const TEXT_VIEWS = new Set(["json", "xml", "html", "text", "form", "multipart"]);
+
+export function headersText(message) {
+  return message.headers.map(([name, value]) => `${name}: ${value}`).join("\n");
+}
+
+function copyTools(side, message) {
+  const tools = el("div", { class: "copy-tools" });
+  if (side === "request" && message.url) {
+    tools.append(
+      el("button", { type: "button", class: "copy-url", title: message.url, dataset: { copy: message.url }, onclick: () => copyText(message.url, "URL") }, "Copy URL"),
+    );
+  }
+  const headers = headersText(message);
+  tools.append(
+    el("button", { type: "button", class: "copy-headers", dataset: { copy: headers }, onclick: () => copyText(headers, "Headers") }, "Copy headers"),
+  );
+  if (TEXT_VIEWS.has(message.body_view.view)) {
+    // The whole body (content coding undone), fetched when asked: the view may show only its start.
+    tools.append(
+      el(
+        "button",
+        {
+          type: "button",
+          class: "copy-body",
+          dataset: { url: message.urls.body },
+          title: "Copy the whole body (decoded), not only what is drawn",
+          onclick: () => copyText(bodyText(message.urls.body, message.content_type), "Body"),
+        },
+        "Copy body",
+      ),
+    );
+  }
+  return tools;
 }
 
 function bytes(count) {
@@ -186,7 +227,8 @@ function renderTab(name, side, message) {
     if (message.query && message.query.length) {
       pane.append(el("h4", {}, "Query parameters"), pairTable(message.query, "query-table"));
     }
-    if (message.form && message.form.length) {
+    // A form body's fields are its body view already (a table of fields or of parts).
+    if (message.form && message.form.length && !["form", "multipart"].includes(message.body_view.view)) {
       pane.append(el("h4", {}, "Form fields"), pairTable(message.form, "form-table"));
     }
     pane.append(el("h4", {}, "Body"), renderBody(message.body_view, message));
@@ -203,10 +245,15 @@ function renderTab(name, side, message) {
       el("pre", { class: "raw" }, message.raw),
     );
   } else {
+    // el() drops a missing note; DOM append() would print it as "null".
     pane.append(
-      el("p", { class: "size-line" }, `${message.body_size} bytes of body, 8 bytes a line`),
-      message.hex.note ? el("p", { class: "note" }, message.hex.note) : null,
-      el("pre", { class: "hex" }, message.hex.text || "(no body)"),
+      el(
+        "div",
+        { class: "binary-view" },
+        el("p", { class: "size-line" }, `${bytes(message.body_size)} of body as it crossed, 8 bytes a line`),
+        message.hex.note ? el("p", { class: "note" }, message.hex.note) : null,
+        el("pre", { class: "hex" }, message.hex.text || "(no body)"),
+      ),
     );
   }
   return pane;
@@ -230,32 +277,12 @@ function renderBody(view, message) {
       return el("p", { class: "muted" }, "No body");
     case "json":
     case "xml":
-      return codeBlock(view);
+    case "html":
+      return codeView(view);
     case "form":
       return pairTable(view.fields, "form-table");
     case "multipart":
-      return el(
-        "table",
-        { class: "pairs multipart-table" },
-        el(
-          "tbody",
-          {},
-          view.parts.map((part) =>
-            el(
-              "tr",
-              {},
-              el("th", {}, part.name),
-              el(
-                "td",
-                {},
-                part.value !== null
-                  ? part.value
-                  : `${part.filename ? "file " + part.filename + ", " : ""}${part.content_type || "binary"}, ${part.size} bytes`,
-              ),
-            ),
-          ),
-        ),
-      );
+      return multipartTable(view.parts);
     case "image":
       return el("img", { class: "body-image", src: message.urls.body, alt: "image body (" + view.mime_type + ")" });
     case "text":
@@ -265,21 +292,51 @@ function renderBody(view, message) {
   }
 }
 
-// Pretty JSON/XML, or the text with the syntax error's spot marked.
-function codeBlock(view) {
-  const wrap = el("div", { class: "code-view " + view.view });
-  if (view.note) wrap.append(el("p", { class: "note" }, view.note));
-  if (!view.error) {
-    wrap.append(el("pre", { class: "pretty " + view.view }, view.text));
-    return wrap;
-  }
-  const { message, line, column, offset } = view.error;
-  wrap.append(
-    el("p", { class: "syntax-error-message" }, `${view.view.toUpperCase()} syntax error at line ${line}, column ${column}: ${message}`),
+// multipart/form-data: one row a part (name, file name, content type, size) with its download.
+function multipartTable(parts) {
+  if (!parts.length) return el("p", { class: "muted" }, "No multipart part could be read (no boundary found).");
+  return el(
+    "table",
+    { class: "pairs multipart-table" },
+    el(
+      "thead",
+      {},
+      el("tr", {}, el("th", {}, "Name"), el("th", {}, "File name"), el("th", {}, "Content type"), el("th", {}, "Size"), el("th", {}, "")),
+    ),
+    el(
+      "tbody",
+      {},
+      parts.map((part) =>
+        el(
+          "tr",
+          { class: "multipart-part", dataset: { index: String(part.index) } },
+          el("th", { class: "part-name" }, part.name),
+          el("td", { class: "part-filename" }, part.filename ?? ""),
+          el("td", { class: "part-type" }, part.content_type || (part.filename === null ? "text" : "")),
+          el(
+            "td",
+            { class: "part-size", title: `${part.size} bytes` },
+            formatSize(part.size),
+            part.complete ? null : el("span", { class: "note" }, " (cut: only these bytes were captured)"),
+          ),
+          el(
+            "td",
+            { class: "part-download" },
+            part.download
+              ? el("a", { href: part.download, download: part.filename || "", class: "download-part" }, "Download")
+              : null,
+          ),
+        ),
+      ),
+    ),
+    parts.some((part) => part.value !== null)
+      ? el(
+          "tbody",
+          { class: "part-values" },
+          parts
+            .filter((part) => part.value !== null)
+            .map((part) => el("tr", {}, el("th", {}, part.name), el("td", { colspan: "4", class: "part-value" }, part.value))),
+        )
+      : null,
   );
-  const text = view.text;
-  const at = Math.min(offset, text.length);
-  const mark = el("mark", { class: "syntax-error" }, at < text.length ? text[at] : "\u2038");
-  wrap.append(el("pre", { class: "invalid " + view.view }, text.slice(0, at), mark, text.slice(at + 1)));
-  return wrap;
 }
