@@ -45,6 +45,9 @@ _INDEX = "index.html"
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _TEXT_CONTROLS = frozenset(range(0x20)) - {0x09, 0x0A, 0x0C, 0x0D, 0x1B}
 
+if not mimetypes.inited:
+    mimetypes.init()  # once, here: worker threads must not race to read the system's tables
+
 
 @dataclass(frozen=True, slots=True)
 class Refused:

@@ -8,8 +8,9 @@ at it, so the proxy, the capture, Traffic Policy and the metrics see an ordinary
 Rules:
 - Requests are parsed by http1.RequestParser (llhttp; a head over MAX_HEAD_BYTES is 431, bad
   bytes 400, then the connection closes). Requests are answered one at a time in order
-  (pipelining works), each once its body is read (and dropped). Keep-alive as the request asks
-  (llhttp's rule for HTTP/1.0 and 1.1); a connection idle for IDLE_SECONDS is closed.
+  (pipelining works), each once its body is read (and dropped). HTTP/1.1 connections stay open
+  unless the request says close; HTTP/1.0 ones close after the answer (as http.server does); a
+  connection idle for IDLE_SECONDS is closed.
 - GET and HEAD only; any other method is 405 with `Allow: GET, HEAD`. HEAD sends GET's head.
 - What a path names, and every refusal (`..`, encoded slashes, backslashes, NUL, symlinks out
   of the root: 403; missing: 404): file_lookup.py, run in a worker thread (no file-system call
@@ -114,7 +115,8 @@ class FileServer:
                     if isinstance(event, RequestHead):
                         head = event
                     elif isinstance(event, RequestEnd) and head is not None:
-                        keep_alive = head.keep_alive and not head.upgrade
+                        # HTTP/1.0 closes after each answer (as http.server does): no keep-alive dance.
+                        keep_alive = head.keep_alive and not head.upgrade and head.version != "1.0"
                         await self._answer(connection, head, keep_alive=keep_alive)
                         if not keep_alive:
                             return
