@@ -11,7 +11,10 @@ or metrics snapshot is taken on the loop and never races the proxy; database wor
 - `replay(capture or raw bytes, tunnel_name)`: the one replay path (the API, the inspector's
   "replay with modifications", the admin action); it answers once the new capture is stored.
 - `tunnel(name)`, `tunnels()`: plain `TunnelInfo` values, metrics included.
-- `flush_captures()`, `clear_captures()`, `forget_stored_total()`: the capture store's hooks.
+- `flush_captures()`, `clear_captures()`, `forget_stored_total()`: the capture store's hooks;
+  `inspect_db_size`: the stored bytes the captures are kept within.
+- `metrics_history()`: the last minutes of each tunnel's metrics, sampled every second
+  (metrics_history.py), for the status page's charts.
 
 Its errors are defined in runtime_errors.py and re-exported here (TunnelNotRunning, TunnelExists,
 TunnelConfigError, TunnelStartError, PeerUnavailable, ReplayRefused, NotAnHttpTunnel).
@@ -24,6 +27,7 @@ import logging
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ from .capture_store import OrmCaptureStore
 from .engine.capture_sink import CaptureSink
 from .engine.engine import Engine, RunningTunnel
 from .engine.tunnel_spec import TunnelSpec, parse_definition
+from .metrics_history import HISTORY_INTERVAL, MetricsHistory
 from .models import Capture, Tunnel
 from .peers import MirrorRow, Peers
 from .runtime_errors import (
@@ -141,6 +146,8 @@ class AgentRuntime:
         # Definitions mirrored as the caller gave them where they differ from what the engine
         # runs (an endpoint echoes its upstream.url back as posted), so a written-back row matches.
         self._shown: dict[str, dict[str, Any]] = {}
+        self._history = MetricsHistory()
+        self._history_task: asyncio.Task[None] | None = None
         self.peers = Peers(
             agent_id=self.agent_id,
             layer=self._layer,
@@ -156,12 +163,16 @@ class AgentRuntime:
         if self._sink is not None:
             self._sink.start()
         self._engine.start()
+        self._history_task = asyncio.get_running_loop().create_task(self._sample_metrics(), name="metrics-history")
         _current = self
 
     async def close(self) -> None:
         """Stop every listener, then write every pending capture."""
         global _current
         names = [tunnel.name for tunnel in self._engine.tunnels()]
+        if self._history_task is not None:
+            self._history_task.cancel()
+            self._history_task = None
         await self.peers.close()
         await self._engine.close()
         await sync_to_async(self.peers.remove_own_rows)()
@@ -334,7 +345,28 @@ class AgentRuntime:
     def _running_rows(self) -> list[MirrorRow]:
         return [self._row(tunnel) for tunnel in self._engine.tunnels()]
 
+    # --- metrics history --------------------------------------------------------------------
+    async def _sample_metrics(self) -> None:
+        # One snapshot a tunnel a second (two sorts of a 1028-value sample): microseconds a tunnel.
+        while True:
+            try:
+                self._history.record(time.time(), [(t.spec.name, t.metrics.snapshot()) for t in self._engine.tunnels()])
+            except Exception:  # a bad snapshot must not end the history for good
+                log.exception("sampling tunnel metrics failed")
+            await asyncio.sleep(HISTORY_INTERVAL)
+
+    async def metrics_history(self) -> dict[str, dict[str, list[float]]]:
+        """Each running tunnel's metrics over the last minutes, one sample a second, as columns:
+        {name: {"t", "count", "rps", "open", "p50", "p90", "p99"}} (MetricsHistory.series)."""
+        return self._history.series()
+
     # --- captures ---------------------------------------------------------------------------
+    @property
+    def inspect_db_size(self) -> int | None:
+        """The bytes the stored captures are kept within: 0 or less for no bound, None when this
+        agent stores no captures (inspect_db_size -1)."""
+        return self._store.budget if self._store is not None else None
+
     async def replay(
         self,
         source: Capture | bytes,

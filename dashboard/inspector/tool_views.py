@@ -34,6 +34,7 @@ from .export_stream import blocks, filtered_captures, in_worker_thread
 from .exporters import har_chunks
 from .har_import import MAX_BYTES, HarImportError, import_har, megabytes
 from .replay_request import seed
+from .storage_use import storage_use
 from .tunnel_status import tunnels_for_page
 from .webhook_resign import SCHEMES, guess_provider
 
@@ -176,3 +177,10 @@ def _announce_created(ids: list[str]) -> None:
         async_to_sync(layer.group_send)(
             CAPTURES_GROUP, {"type": "captures.stored", "created": [summary(c) for c in rows]}
         )
+
+
+# --- storage ---------------------------------------------------------------------------------
+@require_GET
+def storage_json(request: HttpRequest) -> JsonResponse:
+    """The storage line (storage_use.py): {"captures", "stored_bytes", "budget", "exact", "line"}."""
+    return JsonResponse(storage_use().as_json())

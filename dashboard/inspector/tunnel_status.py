@@ -1,5 +1,6 @@
 """What the status page and the inspector show of each tunnel: its config, its Traffic Policy
-(the document as given plus the rules of deprecated keys, as text; "" when none) and live metrics.
+(the document as given plus the rules of deprecated keys, as text; "" when none) and live metrics;
+for the status page also the metrics of the last minutes and the storage line (status_page_boot).
 
 Read from the runtime facade (its engine is the source of truth for what runs), which takes every
 snapshot on the event loop so it never races the proxy. A web process without a runtime falls back
@@ -11,10 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.urls import reverse
 
 from agentapi.models import Tunnel
 from agentapi.runtime import TunnelInfo, current_runtime
 from agentapi.serializers import shown_policy
+
+from .storage_use import storage_use
 
 
 def tunnel_info(tunnel: TunnelInfo) -> dict[str, Any]:
@@ -64,3 +68,19 @@ def tunnels_for_page() -> list[dict[str, Any]]:
         }
         for row in Tunnel.objects.order_by("name")
     ]
+
+
+def status_page_boot() -> dict[str, Any]:
+    """What the status page's script starts from besides the tunnels: each tunnel's metrics over
+    the last minutes (the runtime's ring, so the charts do not start empty), the storage line
+    (storage_use.py) and the URLs of the capture tools it links to."""
+    runtime = current_runtime()
+    return {
+        "history": async_to_sync(runtime.metrics_history)() if runtime is not None else {},
+        "storage": storage_use().as_json(),
+        "tool_urls": {
+            "storage": reverse("inspector-storage"),
+            "import_har": reverse("inspector-import-har"),
+            "export_har": reverse("inspector-export-har"),
+        },
+    }

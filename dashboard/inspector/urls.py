@@ -35,4 +35,5 @@ urlpatterns = [
     path("inspect/diff", tool_views.diff_page, name="inspector-diff"),
     path("inspect/diff.json", tool_views.diff_json, name="inspector-diff-json"),
     path("inspect/import.har", tool_views.import_har_file, name="inspector-import-har"),
+    path("inspect/storage.json", tool_views.storage_json, name="inspector-storage"),
 ]

@@ -35,7 +35,7 @@ from .capture_filters import ANSWERING_ACTIONS, parse_filters
 from .capture_list import PAGE_SIZE, ListError, capture_page, count_matching, matching_ids, parse_sort
 from .exporters import curl_command, har_log
 from .replay_request import ReplayRequestError, build_request, parse_edit, seed
-from .tunnel_status import tunnels_for_page
+from .tunnel_status import status_page_boot, tunnels_for_page
 from .webhook_resign import resigned
 
 HAR_DEFAULT_LIMIT = 1000
@@ -110,6 +110,7 @@ def status(request: HttpRequest) -> HttpResponse:
     context = {
         "tunnels": tunnels,
         "boot": {"tunnels": tunnels, "urls": {"socket": "/ws/inspector"}},
+        "status_extras": status_page_boot(),
         "agent_version": settings.AGENT_VERSION,
         "active_page": "status",
     }
