@@ -145,7 +145,9 @@ def scan(candidates: QuerySet[Capture], check: Callable[[Capture], bool], *, lim
     id, so each query is an index range). Raises nothing of its own."""
     result = Scan()
     cursor: str | None = None
-    rows = candidates.order_by("-id").only(*MATCH_FIELDS)
+    # defer(None) first: a caller's deferred bytes (the admin list defers them) would otherwise be
+    # fetched one query a row.
+    rows = candidates.defer(None).only(*MATCH_FIELDS).order_by("-id")
     while result.checked < limit:
         page = rows.filter(id__lt=cursor) if cursor else rows
         wanted = min(batch, limit - result.checked)

@@ -225,3 +225,15 @@ def test_the_admin_says_when_it_stopped_reading_bodies(admin_client, make_captur
     (message,) = [str(m) for m in response.context["messages"]]
     assert message.startswith("Compressed, JSON-escaped and form-encoded bodies were searched in the newest 2 ")
     assert "text stored as typed is searched in all" in message
+
+
+def test_the_admin_search_reads_bodies_in_batches_not_a_query_a_row(admin_client, make_capture) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(30):
+        make_capture(response=gzipped_response(b"hay"))
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client.get("/admin/agentapi/capture/", {"q": "needle"}).status_code == 200
+    reads = [q["sql"] for q in queries if '"response_raw" FROM "agentapi_capture"' in q["sql"]]
+    assert len(reads) <= 2, reads[:3]
