@@ -105,3 +105,8 @@ def test_an_ipv6_upstream_is_matched_in_brackets() -> None:
     location = location_rewrite(spec(addr="[::1]:8000", host_header="rewrite"))
     head = b"HTTP/1.1 302 Found\r\nLocation: http://[::1]:8000/x\r\n\r\n"
     assert rewrite(head, location) == b"HTTP/1.1 302 Found\r\nLocation: https://app.example:8443/x\r\n\r\n"
+
+
+def test_the_field_is_dropped_from_a_final_head_after_an_interim_one() -> None:
+    data = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nngrok-error-code: x\r\nContent-Length: 0\r\n\r\n"
+    assert rewrite(data) == b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
