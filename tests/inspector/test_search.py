@@ -237,3 +237,16 @@ def test_the_admin_search_reads_bodies_in_batches_not_a_query_a_row(admin_client
         assert admin_client.get("/admin/agentapi/capture/", {"q": "needle"}).status_code == 200
     reads = [q["sql"] for q in queries if '"response_raw" FROM "agentapi_capture"' in q["sql"]]
     assert len(reads) <= 2, reads[:3]
+
+
+def test_the_page_says_when_a_search_stopped_before_the_oldest(client, make_capture, monkeypatch) -> None:
+    import dashboard.inspector.capture_list as capture_list
+
+    monkeypatch.setattr(capture_list, "SCAN_LIMIT", 2)
+    monkeypatch.setattr(capture_list, "_SCAN_BATCH", 2)
+    for _ in range(3):
+        make_capture(response=gzipped_response(b"hay"))
+    page = client.get("/inspect/http?body=needle").content.decode()
+    assert '<p class="search-note muted" id="search-note" role="status">searched the newest 2 candidate' in page
+    monkeypatch.setattr(capture_list, "SCAN_LIMIT", 10)
+    assert 'id="search-note"' not in client.get("/inspect/http?body=needle").content.decode()
