@@ -31,6 +31,14 @@ What it measures, in one run on 127.0.0.1 only:
   and the added median (tunnel minus direct, per round): the agent once added ~40 ms here (delayed
   ACKs on its pooled upstream connection holding the service's second, Nagle-delayed write), fixed
   with TCP_QUICKACK. `--only two-write` runs these rows alone (~15 s; no nginx or wrk needed).
+- The cost of a Traffic Policy ("policy" rows): on each agent, two tunnels to the same nginx with
+  the same definition, one without a policy ("plain") and one with a five-rule policy (restrict-ips
+  allowing 127.0.0.0/8, basic-auth, a rate-limit that never trips, add-headers, a CEL match with
+  set-vars), loaded by wrk with the same requests (a correct Authorization header on every one),
+  alternating plain/policy within each round. Reported per round as ratios policy/plain of the
+  agent's CPU per request, p50 and p99, then the median over rounds; inspection off (the
+  uninspected agent) and on (the inspected agent, where each capture also stores the trace).
+  `--only policy` runs these rows alone (~1 min).
 
 Why these choices: wrk is a C load generator (one thread, 32 keep-alive connections) cheap enough
 not to be the bottleneck; nginx with one worker serves the static file so fast that the direct run
@@ -42,12 +50,13 @@ machine of its own; direct is then what the client/service pair does on one core
 the reference machine). Other work on the machine (other test runs) is measured per window from
 /proc/stat and flagged ("other load"): figures from a disturbed window are less trustworthy.
 
-Run: .venv/bin/python bench/proxy_bench.py [--rounds 3 --duration 5] [--only wrk|two-write]
+Run: .venv/bin/python bench/proxy_bench.py [--rounds 3 --duration 5] [--only wrk|two-write|policy]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import math
@@ -64,6 +73,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,6 +111,52 @@ done = function(summary, latency, requests)
     latency.mean, latency.max, latency:percentile(50), latency:percentile(90), latency:percentile(99)))
 end
 """
+
+# The policy rows: five rules of ngrok's documented actions, every one running on every request and
+# none answering (the client is on 127.0.0.1 and sends the credentials; the rate limit's capacity
+# is ngrok's maximum, far above what a window sends). YAML as ngrok's docs write it.
+POLICY_USER, POLICY_PASSWORD = "bench", "bench-password"
+POLICY = f"""on_http_request:
+  - name: loopback only
+    actions:
+      - type: restrict-ips
+        config:
+          enforce: true
+          allow:
+            - 127.0.0.0/8
+  - name: basic auth
+    actions:
+      - type: basic-auth
+        config:
+          credentials:
+            - {POLICY_USER}:{POLICY_PASSWORD}
+  - name: rate limit
+    actions:
+      - type: rate-limit
+        config:
+          name: never trips in a benchmark
+          algorithm: sliding_window
+          capacity: 2000000000
+          rate: 60s
+          bucket_key:
+            - conn.client_ip
+  - name: add headers
+    actions:
+      - type: add-headers
+        config:
+          headers:
+            x-client-ip: ${{conn.client_ip}}
+  - name: CEL match
+    expressions:
+      - req.url.path.startsWith('/')
+    actions:
+      - type: set-vars
+        config:
+          vars:
+            - path: ${{req.url.path}}
+"""
+POLICY_ACTIONS = ["restrict-ips", "basic-auth", "rate-limit", "add-headers", "set-vars"]
+AUTHORIZATION = "Basic " + base64.b64encode(f"{POLICY_USER}:{POLICY_PASSWORD}".encode()).decode()
 
 _WEB_ADDR = re.compile(r'msg="starting web service".* addr=(\S+)')
 _STARTED = re.compile(r'msg="started tunnel".* url=(\S+)')
@@ -388,9 +444,11 @@ class Scenario:
     agent: Agent | None = None  # whose CPU is "the proxy's CPU"
     proxy_pid: int | None = None  # nginx-proxy: the proxy's pid
     runs: list[dict[str, Any]] = field(default_factory=list)
+    script: Path | None = None  # wrk's Lua script for this scenario (default: the run's)
 
 
 def measure(args: argparse.Namespace, scenario: Scenario, upstream: Nginx, script: Path) -> dict[str, Any]:
+    script = scenario.script or script
     if args.warmup > 0:
         run_wrk(args, scenario.port, args.warmup, script)
     proxy_pid = scenario.agent.pid if scenario.agent is not None else scenario.proxy_pid
@@ -786,6 +844,130 @@ def report_two_write(args: argparse.Namespace, scenarios: list[TwoWriteScenario]
     )
 
 
+# --- the cost of a Traffic Policy -------------------------------------------------------------
+
+
+def start_policy_pairs(
+    tmp: Path, agents: list[Agent], upstream_port: int, expected: bytes
+) -> list[tuple[Scenario, Scenario]]:
+    """On each agent, a tunnel without a policy and the same tunnel with POLICY (inspection as
+    the agent's), both loaded with the Authorization header; checked before any window: the
+    policy refuses a request without credentials, passes one with them, and (inspected) its
+    capture shows the five actions run and none answering."""
+    script = tmp / "report-with-authorization.lua"
+    script.write_text(f'wrk.headers["Authorization"] = "{AUTHORIZATION}"\n' + WRK_SCRIPT)
+    pairs = []
+    for agent in agents:
+        suffix = "inspection on" if agent.inspect else "inspection off"
+        ports = {
+            kind: add_tunnel(
+                agent,
+                f"{kind}-{'on' if agent.inspect else 'off'}",
+                upstream_port,
+                inspect=agent.inspect,
+                traffic_policy=POLICY if kind == "policy" else "",
+            )
+            for kind in ("plain", "policy")
+        }
+        status, _ = http_with(f"http://127.0.0.1:{ports['policy']}/index.html", {})
+        if status != 401:
+            raise RuntimeError(f"the policy tunnel answered {status} to a request without credentials, not 401")
+        for kind, port in ports.items():
+            status, body = http_with(f"http://127.0.0.1:{port}/index.html", {"Authorization": AUTHORIZATION})
+            if status != 200 or body != expected:
+                raise RuntimeError(f"{kind} tunnel :{port} answered {status} with {len(body)} bytes")
+        if agent.inspect:
+            wait_idle(agent.pid)
+            _, listed = http("GET", agent.api + "/requests/http?tunnel_name=policy-on&limit=1")
+            [capture] = json.loads(listed)["requests"]
+            steps = capture.get("traffic_policy") or []
+            if [step["action"] for step in steps] != POLICY_ACTIONS or any(step["terminal"] for step in steps):
+                raise RuntimeError(f"the policy's trace is not the five actions passing: {steps}")
+        pairs.append(
+            (
+                Scenario(f"plain, {suffix}", ports["plain"], agent=agent, script=script),
+                Scenario(f"policy, {suffix}", ports["policy"], agent=agent, script=script),
+            )
+        )
+    return pairs
+
+
+def http_with(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """GET `url` with these headers: (status, body), an error status included."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def policy_summary(
+    pairs: list[tuple[Scenario, Scenario]], calibration: Scenario | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per pair: medians of each tunnel, and the policy/plain ratios taken per round, then the
+    median (min, max) over rounds; `added_cpu_us` is policy minus plain CPU per request, and with
+    the nginx-proxy calibration measured in the same rounds, `added_cpu_us_reference` is that
+    figure at the reference machine's speed (relative to nginx-proxy's CPU, times its 18 us)."""
+    out: dict[str, dict[str, Any]] = {}
+    for plain, policy in pairs:
+        row: dict[str, Any] = {}
+        for key, field_name in (("cpu", "proxy_cpu_us"), ("p50", "p50_us"), ("p99", "p99_us"), ("rps", "rps")):
+            ratios = [p[field_name] / b[field_name] for p, b in zip(policy.runs, plain.runs, strict=True)]
+            row[key] = {
+                "plain": median([b[field_name] for b in plain.runs]),
+                "policy": median([p[field_name] for p in policy.runs]),
+                "ratio": median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+            }
+        added = [p["proxy_cpu_us"] - b["proxy_cpu_us"] for p, b in zip(policy.runs, plain.runs, strict=True)]
+        row["added_cpu_us"] = median(added)
+        row["added_cpu_us_reference"] = float("nan")
+        if calibration is not None and len(calibration.runs) == len(added):
+            row["added_cpu_us_reference"] = median(
+                [a / c["proxy_cpu_us"] * REFERENCE_NGINX_PROXY_US for a, c in zip(added, calibration.runs, strict=True)]
+            )
+        row["errors"] = sum(r["errors"] for r in plain.runs + policy.runs)
+        row["other_cores"] = max(r["other_cores"] for r in plain.runs + policy.runs)
+        row["requests"] = sum(r["requests"] for r in policy.runs)
+        out[policy.name.removeprefix("policy, ")] = row
+    return out
+
+
+def report_policy(
+    args: argparse.Namespace, pairs: list[tuple[Scenario, Scenario]], calibration: Scenario | None
+) -> None:
+    print()
+    print(
+        f"Traffic Policy cost: the same tunnel without and with the five-rule policy ({', '.join(POLICY_ACTIONS)};\n"
+        f"every rule runs, none answers), wrk -c{args.connections} with an Authorization header, {args.rounds} "
+        "rounds alternating plain/policy; ratios policy/plain per round, then the median (min-max)"
+    )
+    print(
+        f"{'tunnel':<15} {'CPU us/req plain':>16} {'policy':>7} {'x plain (min-max)':>19} {'+us/req':>8} {'(ref)':>6} "
+        f"{'p50 ms plain':>12} {'policy':>7} {'x plain':>8} {'p99 ms plain':>12} {'policy':>7} {'x plain':>8} "
+        f"{'req/s x plain':>13}"
+    )
+    for name, row in policy_summary(pairs, calibration).items():
+        cpu, p50, p99, rps = row["cpu"], row["p50"], row["p99"], row["rps"]
+        print(
+            f"{name:<15} {cpu['plain']:16.1f} {cpu['policy']:7.1f} {cpu['ratio']:7.2f} "
+            f"({cpu['ratio_min']:.2f}-{cpu['ratio_max']:.2f}) {row['added_cpu_us']:+8.1f} "
+            f"{fmt(row['added_cpu_us_reference'], '+.0f'):>6} "
+            f"{p50['plain'] / 1000:12.2f} {p50['policy'] / 1000:7.2f} {p50['ratio']:8.2f} "
+            f"{p99['plain'] / 1000:12.2f} {p99['policy'] / 1000:7.2f} {p99['ratio']:8.2f} {rps['ratio']:13.2f}"
+        )
+        if row["errors"]:
+            print(f"  {row['errors']} wrk errors or non-2xx answers ({name}): the policy refused requests?")
+        if row["other_cores"] > NOISY_CORES:
+            print(f"  disturbed: other work used up to {row['other_cores']:.2f} cores ({name})")
+    print(
+        "  CPU us/req: the agent's, all threads; +us/req: policy minus plain per round, then the median;\n"
+        f"  (ref): that at the reference speed (x nginx-proxy's CPU in the same round x {REFERENCE_NGINX_PROXY_US:g} us).\n"
+        "  With inspection on, each capture also stores the policy's trace (the capture writer's share)."
+    )
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -802,10 +984,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--only",
-        choices=("wrk", "two-write"),
-        help="run only these rows: 'wrk' (nginx upstream: direct, inspected, uninspected, nginx-proxy, upload)\n"
-        "or 'two-write' (an http.server service, new connection per request, direct and inspected;\n"
-        "needs neither nginx nor wrk). Default: both",
+        choices=("wrk", "two-write", "policy"),
+        help="run only these rows: 'wrk' (nginx upstream: direct, inspected, uninspected, nginx-proxy, upload),\n"
+        "'two-write' (an http.server service, new connection per request, direct and inspected;\n"
+        "needs neither nginx nor wrk) or 'policy' (the same tunnel without and with a five-rule\n"
+        "Traffic Policy, inspection off and on). Default: all",
     )
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--duration", type=float, default=5, help="seconds of load per measurement (default 5)")
@@ -857,16 +1040,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def add_tunnel(agent: Agent, name: str, port: int) -> int:
-    """Start an inspected HTTP tunnel to 127.0.0.1:port on a running agent; its public port."""
+def add_tunnel(agent: Agent, name: str, port: int, *, inspect: bool = True, traffic_policy: str = "") -> int:
+    """Start an HTTP tunnel to 127.0.0.1:port on a running agent (inspected unless told, with the
+    Traffic Policy given as YAML text, if any); its public port."""
+    definition: dict[str, Any] = {"name": name, "proto": "http", "addr": f"127.0.0.1:{port}", "inspect": inspect}
+    if traffic_policy:
+        definition["traffic_policy"] = traffic_policy
     request = urllib.request.Request(
         agent.api + "/tunnels",
-        data=json.dumps({"name": name, "proto": "http", "addr": f"127.0.0.1:{port}", "inspect": True}).encode(),
+        data=json.dumps(definition).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return int(json.loads(response.read())["public_url"].rsplit(":", 1)[1])
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(json.loads(response.read())["public_url"].rsplit(":", 1)[1])
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"adding tunnel {name}: {error.code} {error.read()[:2000]!r}") from None
 
 
 def measure_with_retries(
@@ -897,7 +1087,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run_wrk_rows = args.only in (None, "wrk")
     run_two_write = args.only in (None, "two-write")
-    if run_wrk_rows:
+    run_policy = args.only in (None, "policy")
+    if run_wrk_rows or run_policy:
         check_tools()
     if (os.cpu_count() or 1) < 2:
         print("note: fewer than 2 CPUs; running unpinned", file=sys.stderr)
@@ -911,11 +1102,13 @@ def main(argv: list[str] | None = None) -> int:
     agents: list[Agent] = []
     scenarios: list[Scenario] = []
     tw_scenarios: list[TwoWriteScenario] = []
+    policy_pairs: list[tuple[Scenario, Scenario]] = []  # (plain, policy) on one agent
+    calibration: Scenario | None = None  # nginx as a proxy, measured in every round
     inspected: Agent | None = None
     started = time.monotonic()
     try:
         db_env = {"AGENT_INSPECT_DB_SIZE": str(args.db_size)} if args.db_size else {}
-        if run_wrk_rows:
+        if run_wrk_rows or run_policy:
             # Upstream: nginx serving one small static file.
             www = tmp / "www"
             www.mkdir()
@@ -958,13 +1151,18 @@ def main(argv: list[str] | None = None) -> int:
                 if status != 200 or body != expected:
                     raise RuntimeError(f"127.0.0.1:{port} answered {status} with {len(body)} bytes")
 
-            scenarios = [
-                Scenario("direct", up_port),
-                Scenario("inspected", inspected.port(), agent=inspected),
-                Scenario("uninspected", uninspected.port(), agent=uninspected),
-            ]
+            if run_wrk_rows:
+                scenarios = [
+                    Scenario("direct", up_port),
+                    Scenario("inspected", inspected.port(), agent=inspected),
+                    Scenario("uninspected", uninspected.port(), agent=uninspected),
+                ]
             if proxy is not None:
-                scenarios.append(Scenario("nginx-proxy", proxy.port, proxy_pid=proxy.pid))
+                calibration = Scenario("nginx-proxy", proxy.port, proxy_pid=proxy.pid)
+                if run_wrk_rows:
+                    scenarios.append(calibration)
+            if run_policy:
+                policy_pairs = start_policy_pairs(tmp, [uninspected, inspected], up_port, expected)
             print(
                 f"nginx upstream pid {upstream.pid} on :{up_port}; agents: inspected pid {inspected.pid} "
                 f"({inspected.url}), uninspected pid {uninspected.pid} ({uninspected.url})"
@@ -1017,7 +1215,11 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         for rnd in range(1, args.rounds + 1):
-            for scenario in scenarios:
+            # The policy pairs alternate plain/policy, in turn first, so neither always follows the other.
+            paired = [s for pair in policy_pairs for s in (pair if rnd % 2 else pair[::-1])]
+            if not run_wrk_rows and calibration is not None:
+                paired.append(calibration)  # --only policy: the calibration, for figures at reference speed
+            for scenario in scenarios + paired:
                 assert upstream is not None
                 measure_with_retries(
                     args,
@@ -1039,7 +1241,7 @@ def main(argv: list[str] | None = None) -> int:
         api_rows = api_ok = 0
         upload_result = None
         dropped: list[str] = []
-        if inspected is not None:
+        if inspected is not None and run_wrk_rows:
             # Captures persisted, as the API shows them.
             _, body = http("GET", inspected.api + "/requests/http?limit=10000")
             listed = json.loads(body)["requests"]
@@ -1062,6 +1264,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if scenarios:
             report(args, scenarios, api_rows, api_ok, upload_result, dropped)
+        if policy_pairs:
+            report_policy(args, policy_pairs, calibration)
         if tw_scenarios:
             report_two_write(args, tw_scenarios)
             print(
@@ -1082,6 +1286,10 @@ def main(argv: list[str] | None = None) -> int:
                         "api_rows": api_rows,
                         "upload": upload_result,
                         "dropped_warnings": dropped,
+                        "policy": {
+                            "summary": policy_summary(policy_pairs, calibration),
+                            "windows": {s.name: s.runs for pair in policy_pairs for s in pair},
+                        },
                         "two_write": {
                             "summary": two_write_summary(tw_scenarios) if tw_scenarios else {},
                             "windows": {
