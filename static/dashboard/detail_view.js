@@ -5,6 +5,7 @@ import { codeView } from "./body_view.js";
 import { bodyText, copyText } from "./clipboard.js";
 import { el } from "./dom.js";
 import { formatDuration, formatSize, formatTime, statusClass } from "./format.js";
+import { webhookTools } from "./webhook_tools.js";
 
 const TABS = ["Summary", "Headers", "Raw", "Binary"];
 const chosenTab = { request: "Summary", response: "Summary" };
@@ -55,6 +56,7 @@ export function renderDetail(container, detail, actions) {
       ),
       el("button", { type: "button", id: "curl-button", onclick: actions.curl }, "Copy as curl"),
       el("a", { class: "button", href: detail.urls.har, download: detail.id + ".har", id: "har-one" }, "HAR"),
+      webhookTools(detail), // copy as fetch/HTTPie/requests, diff, replay with re-signing
     ),
   );
   // Capture truth first: a side that did not cross whole, or bytes that were not kept.
