@@ -22,6 +22,7 @@ Rules (ngrok's docs, `traffic-policy/actions/restrict-ips.mdx`; `errors/err_ngro
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ def parse_cidr(text: str) -> Network:
         raise ValueError(f"{text!r:.80} is not a CIDR (ERR_NGROK_362)") from None
 
 
+@functools.lru_cache(maxsize=4096)  # parsing is most of this action's cost; clients come back
 def client_address(text: str) -> Address | None:
     """The client's address, IPv4-mapped IPv6 as IPv4; None when it does not parse."""
     try:
