@@ -520,7 +520,13 @@ def _combined(legacy: dict[str, list[dict[str, Any]]], given: str | dict[str, An
     for key, rules in (document or {}).items():
         phase = _OLD_PHASE_NAMES.get(key, key)
         if rules:
-            combined[phase] = combined.get(phase, []) + list(rules)
+            # An unnamed rule keeps the name it has alone ("rules[0]"), not its place after the
+            # deprecated keys' rules: the trace and the load errors then agree.
+            named = [
+                {**rule, "name": f"rules[{index}]"} if isinstance(rule, dict) and not rule.get("name") else rule
+                for index, rule in enumerate(rules)
+            ]
+            combined[phase] = combined.get(phase, []) + named
     return combined
 
 
