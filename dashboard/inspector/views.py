@@ -38,8 +38,6 @@ from .replay_request import ReplayRequestError, build_request, parse_edit, seed
 from .tunnel_status import status_page_boot, tunnels_for_page
 from .webhook_resign import resigned
 
-HAR_DEFAULT_LIMIT = 1000
-HAR_MAX_LIMIT = 10000
 SIDES = ("request", "response")
 # The filtered count "Clear N filtered" names: counted up to this, "N+" past it.
 CLEAR_COUNT_CAP = 10000
@@ -285,26 +283,6 @@ def _har_response(captures: list[Capture], filename: str) -> HttpResponse:
 def capture_har(request: HttpRequest, capture_id: str) -> HttpResponse:
     capture = get_object_or_404(Capture, id=capture_id)
     return _har_response([capture], f"{capture.id}.har")
-
-
-@require_GET
-def export_har(request: HttpRequest) -> HttpResponse:
-    """The filtered list as HAR, newest `limit` captures (oldest first in the file)."""
-    filters = parse_filters(request.GET)
-    limit = max(1, min(_int(request.GET.get("limit"), HAR_DEFAULT_LIMIT), HAR_MAX_LIMIT))
-    ids: list[str] = []
-    before: str | None = None
-    while len(ids) < limit:
-        page = capture_page(filters, before=before, limit=min(500, limit - len(ids)))
-        ids += [summary["id"] for summary in page.captures]
-        if page.next_before is None:
-            break
-        before = page.next_before
-    captures: list[Capture] = []
-    for start in range(0, len(ids), 200):
-        captures += Capture.objects.filter(id__in=ids[start : start + 200])
-    captures.sort(key=lambda capture: capture.id)
-    return _har_response(captures, "captures.har")
 
 
 # --- replay ----------------------------------------------------------------------------------
