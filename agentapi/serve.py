@@ -150,6 +150,9 @@ async def serve(options: ServeOptions, log: AgentLog) -> None:
             web_url=f"http://{web_addr}",
             region=options.region_label,
             color=options.console_ui_color,
+            # The runtime's in-process capture hook once it has one: no copy of every batch, as the
+            # channel layer makes (agentapi/console/feed.py); until then, the channel layer.
+            subscribe=getattr(runtime, "add_capture_listener", None),
         )
         try:
             await console.start()

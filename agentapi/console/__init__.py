@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from ..logfmt import AgentLog
-from .feed import ChannelLayer, ConsoleFeed
+from .feed import CaptureSubscribe, ChannelLayer, ConsoleFeed
 from .log_routing import console_owns_terminal
 from .model import ConsoleModel, TunnelLike
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .terminal import TerminalConsole
 
 CONSOLE_UI_VALUES = ("true", "false", "iftty")
+PUBLISH_INTERVAL = 0.1  # seconds: changes within it reach the terminal as one view
 
 __all__ = ["CONSOLE_UI_VALUES", "AgentConsole", "ConsoleSettingError", "console_wanted"]
 
@@ -56,7 +57,8 @@ def console_wanted(console_ui: str, *, stdout_is_terminal: bool, log_to_stdout: 
 class AgentConsole:
     """The console of one agent: `await start()` once the tunnels run, `await close()` on the way out.
 
-    `tunnels` is the runtime's `tunnels` method; `layer` the channel layer (None: no live list).
+    `tunnels` is the runtime's `tunnels` method; `subscribe` its in-process capture hook if it has
+    one, else captures come from `layer`, the channel layer (both None: no live list).
     Raises ConsoleSettingError from `start` for an unknown `color` (ngrok's console_ui_color).
     """
 
@@ -70,6 +72,7 @@ class AgentConsole:
         web_url: str,
         region: str = "",
         color: str = "",
+        subscribe: CaptureSubscribe | None = None,
         file: TextIO | None = None,
         stdin: TextIO | None = None,
     ) -> None:
@@ -78,11 +81,13 @@ class AgentConsole:
         self._layer = layer
         self._log = log
         self._color = color
+        self._subscribe = subscribe
         self._file = file if file is not None else sys.stdout
         self._stdin = stdin if stdin is not None else sys.stdin
         self._terminal: TerminalConsole | None = None
         self._feed: ConsoleFeed | None = None
         self._routing: contextlib.ExitStack | None = None
+        self._publish_pending: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         from .render import ConsoleColorError, background_style
@@ -94,7 +99,7 @@ class AgentConsole:
             raise ConsoleSettingError(str(error)) from None
         loop = asyncio.get_running_loop()
         terminal = TerminalConsole(self._file, style=style, stdin=self._stdin)
-        feed = ConsoleFeed(self.model, self._tunnels, self._layer, self._redraw)
+        feed = ConsoleFeed(self.model, self._tunnels, self._layer, self._redraw, subscribe=self._subscribe)
         await feed.start()
 
         def notice(text: str) -> None:  # from any thread: the model lives on the loop
@@ -110,6 +115,9 @@ class AgentConsole:
     async def close(self) -> None:
         """Leave the full screen, stop the feed, give the terminal back to the log (idempotent)."""
         loop = asyncio.get_running_loop()
+        if self._publish_pending is not None:
+            self._publish_pending.cancel()
+            self._publish_pending = None
         if self._terminal is not None:
             with contextlib.suppress(ValueError, RuntimeError, AttributeError):
                 loop.remove_signal_handler(signal.SIGWINCH)
@@ -124,6 +132,14 @@ class AgentConsole:
             self._routing = None
 
     def _redraw(self) -> None:
+        # Coalesced: however many capture batches arrive, the view is built at most once per
+        # PUBLISH_INTERVAL (sorting the rows is the model's one cost that grows with traffic).
+        if self._terminal is None or self._publish_pending is not None:
+            return
+        self._publish_pending = asyncio.get_running_loop().call_later(PUBLISH_INTERVAL, self._publish)
+
+    def _publish(self) -> None:
+        self._publish_pending = None
         if self._terminal is not None:
             self._terminal.show(self.model.view())
 

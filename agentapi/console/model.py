@@ -200,12 +200,16 @@ class ConsoleModel:
             return False
         changed = False
         for summary in [*(event.get("created") or ()), *(event.get("updated") or ())]:
+            if summary.get("tunnel_name") not in self._names:
+                continue
             row = row_of(summary)
-            if row.id and row.tunnel_name in self._names and self._rows.get(row.id) != row:
+            if row.id and self._rows.get(row.id) != row:
                 self._rows[row.id] = row
                 changed = True
         if changed:
-            if len(self._rows) > self._max_requests:
+            # Trimmed in steps (at twice the limit, back to it): one sort per max_requests rows, not
+            # one per batch once the list is full.
+            if len(self._rows) > 2 * self._max_requests:
                 kept = _newest_first(self._rows.values())[: self._max_requests]
                 self._rows = {row.id: row for row in kept}
             self._changed()
@@ -221,7 +225,7 @@ class ConsoleModel:
     def view(self) -> ConsoleView:
         """The frame to draw now (the same object until something changes)."""
         if self._view is None:
-            rows = tuple(_newest_first(self._rows.values()))
+            rows = tuple(_newest_first(self._rows.values())[: self._max_requests])
             self._view = ConsoleView(
                 title=self._base.title,
                 version=self._base.version,

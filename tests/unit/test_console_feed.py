@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,3 +145,55 @@ async def test_closing_leaves_the_group() -> None:
     assert layer.groups[CAPTURES_GROUP]
     await feed.close()
     assert not layer.groups.get(CAPTURES_GROUP)
+
+
+class Announcer:
+    """Stands for the runtime's in-process hook: add_capture_listener(listener) -> remove."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def add_capture_listener(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+    def announce(self, message: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            listener(message)
+
+
+async def test_with_the_runtimes_hook_captures_are_heard_in_process_and_the_layer_is_left_alone() -> None:
+    layer = InMemoryChannelLayer()
+    announcer = Announcer()
+    model = ConsoleModel(version="3.30.0", web_url="http://x")
+    redraw = asyncio.Event()
+    feed = ConsoleFeed(model, Runtime("web").tunnels, layer, redraw.set, subscribe=announcer.add_capture_listener)
+    await feed.start()
+    try:
+        await changed(redraw)  # the tunnels taken at start
+        assert not layer.groups.get(CAPTURES_GROUP)  # no copies queued for the console
+        announcer.announce(stored("web", "airt_1"))
+        assert [row.id for row in model.view().requests] == ["airt_1"]  # at once, on the loop
+    finally:
+        await feed.close()
+    assert announcer.listeners == []
+
+
+async def test_through_the_hook_a_new_tunnels_capture_waits_for_the_tunnels_then_is_listed() -> None:
+    announcer = Announcer()
+    agent = Runtime("web")
+    model = ConsoleModel(version="3.30.0", web_url="http://x")
+    redraw = asyncio.Event()
+    feed = ConsoleFeed(
+        model, agent.tunnels, None, redraw.set, subscribe=announcer.add_capture_listener, tunnel_interval=3600
+    )
+    await feed.start()
+    try:
+        await changed(redraw)
+        agent.running.append(Tunnel("api", public_url="https://127.0.0.1:40002"))
+        announcer.announce(stored("api", "airt_2"))
+        while not model.view().requests:
+            await changed(redraw)
+        assert agent.asked == 2
+    finally:
+        await feed.close()
