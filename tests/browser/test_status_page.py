@@ -173,3 +173,22 @@ def test_the_storage_line_and_the_export_link(page: Page, agent: AgentProcess, h
     page.goto(agent.api_url + "/status")
     expect(page.locator("#storage-line")).to_have_text(re.compile(r"^1 capture, < 0\.1 MB of 50 MB$"))
     expect(page.locator("#export-all")).to_have_attribute("href", "/inspect/export.har")
+
+
+def test_the_charts_draw_in_the_page_colours_and_follow_the_os_scheme(
+    page: Page, agent: AgentProcess, http_tunnel: dict
+) -> None:
+    page.emulate_media(color_scheme="light")
+    page.goto(agent.api_url + "/status")
+    read = (
+        "() => { const u = document.querySelector('.tunnel-card[data-tunnel=web] [data-chart=latency]').uplot;"
+        " const css = getComputedStyle(document.documentElement);"
+        " return [u.axes[1].stroke(u, 1), css.getPropertyValue('--muted').trim(),"
+        " u.axes[1].grid.stroke(u, 1), css.getPropertyValue('--line').trim()]; }"
+    )
+    axis, muted, grid, line = page.evaluate(read)
+    assert (axis, grid) == (muted, line)
+    page.emulate_media(color_scheme="dark")
+    # Whatever inspector.css gives the status page under a dark scheme, the axes take it.
+    axis, muted, grid, line = page.evaluate(read)
+    assert (axis, grid) == (muted, line)

@@ -9,12 +9,15 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import StreamingHttpResponse
 from django.test import Client
 
 from agentapi.captures.message_body import parse_message
 from agentapi.models import Capture
+from agentapi.runtime import CAPTURES_GROUP
 from dashboard.inspector import har_import
 from dashboard.inspector.har_import import IMPORTED_ADDR, is_imported
 from tests.inspector.conftest import request_bytes, response_bytes
@@ -223,3 +226,16 @@ def test_an_upload_without_the_file_is_refused(client: Client) -> None:
 def test_the_import_needs_the_csrf_token() -> None:
     client = Client(HTTP_HOST="127.0.0.1:4040", enforce_csrf_checks=True)
     assert upload(client, har(entry())).status_code == 403
+
+
+@pytest.mark.django_db
+def test_open_inspectors_get_the_imported_rows_as_new_captures(client: Client) -> None:
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(CAPTURES_GROUP, channel)
+    answer = upload(client, har(entry(), entry(time=3))).json()
+    message = async_to_sync(layer.receive)(channel)
+    assert message["type"] == "captures.stored"
+    assert [row["id"] for row in message["created"]] == answer["ids"]
+    assert message["created"][0]["tunnel_name"] == "imported: session.har"
