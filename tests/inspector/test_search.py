@@ -4,6 +4,8 @@ what the detail shows (decoded targets, decoded bodies), and a filter that canno
 from __future__ import annotations
 
 import gzip
+import json
+import re
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -250,3 +252,18 @@ def test_the_page_says_when_a_search_stopped_before_the_oldest(client, make_capt
     assert '<p class="search-note muted" id="search-note" role="status">searched the newest 2 candidate' in page
     monkeypatch.setattr(capture_list, "SCAN_LIMIT", 10)
     assert 'id="search-note"' not in client.get("/inspect/http?body=needle").content.decode()
+
+
+def listed_on_the_page(client: Client, query: dict[str, str]) -> list[str]:
+    page = client.get("/inspect/http", query).content.decode()
+    boot = re.search(r'<script id="inspector-boot" type="application/json">(.*?)</script>', page, re.S)
+    assert boot is not None
+    return [capture["id"] for capture in json.loads(boot.group(1))["page"]["captures"]]
+
+
+def test_the_page_lists_what_the_json_finds_for_a_decoded_path_and_a_gzip_body(client, make_capture) -> None:
+    by_path = get(make_capture, "/json?name=J%C3%BCrgen")
+    by_body = make_capture(response=gzipped_response('{"user": "Jürgen"}'.encode()))
+    make_capture(response=response_bytes(body=b"nobody"))
+    assert listed_on_the_page(client, {"path": "Jürgen"}) == [by_path.id]
+    assert listed_on_the_page(client, {"body": "Jürgen"}) == [by_body.id]
