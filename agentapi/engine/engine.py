@@ -52,6 +52,7 @@ from .policy.actions.base import REQUEST
 from .policy.errors import PolicyError
 from .policy.facts import ConnFacts, EndpointFacts
 from .policy.outcomes import CloseConnection, ForwardInternal, Respond
+from .proxy_protocol import proxy_header
 from .tcp_pipe import PublicSide
 from .tunnel_spec import TunnelConfigError, TunnelSpec, Upstream, join_host_port
 from .upstream import upstream_tls
@@ -182,6 +183,9 @@ class Engine:
         request runs the new policy. None when the tunnel is not running or differs otherwise.
         Raises TunnelConfigError when an action of the new policy cannot prepare."""
         tunnel = self._tunnels.get(spec.name)
+        if tunnel is not None and tunnel.file_server is not None:
+            # A file:// tunnel runs with its own file server as the upstream: compare the rest.
+            spec = replace(spec, upstream=tunnel.spec.upstream)
         if tunnel is None or tunnel.spec != spec:  # policy and definition are not compared
             return None
         if spec.policy is not None:
@@ -537,6 +541,10 @@ class Engine:
         )
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)  # type: ignore[arg-type]
         try:
+            if spec.proxy_protocol:
+                # A replay has no client connection: PROXY UNKNOWN (v1) / LOCAL (v2), as HAProxy's
+                # spec says for connections the proxy makes on its own.
+                writer.write(proxy_header(spec.proxy_protocol, None, None))
             writer.write(raw)
             parser = ResponseParser()
             parser.expect_head = record.method == "HEAD"

@@ -578,3 +578,34 @@ def test_a_new_policy_replaces_the_old_without_dropping_open_connections(
     second.read()
     assert second.status == 200 and second.headers["x-policy"] == "two"
     connection.close()
+
+
+def test_a_file_tunnels_policy_is_swapped_without_dropping_connections(
+    policy_agent: AgentProcess, tmp_path: Path
+) -> None:
+    (tmp_path / "index.html").write_text("<h1>site</h1>")
+    name = f"files-{next(_names)}"
+
+    def put(label: str) -> dict[str, Any]:
+        response = policy_agent.api(
+            "PUT",
+            f"/api/endpoints/{name}",
+            {
+                "upstream": {"url": f"file://{tmp_path}"},
+                "traffic_policy": "on_http_response:\n  - actions:\n      - type: add-headers\n"
+                f"        config:\n          headers:\n            x-policy: {label}\n",
+            },
+        )
+        assert response.status_code in (200, 201), response.text
+        return dict(response.json())
+
+    url = put("one")["url"]
+    connection = http.client.HTTPConnection(url.split("://")[1], timeout=30)
+    connection.request("GET", "/")
+    first = connection.getresponse()
+    assert first.read() == b"<h1>site</h1>" and first.headers["x-policy"] == "one"
+    assert put("two")["url"] == url
+    connection.request("GET", "/")  # the same connection: the file tunnel was not restarted
+    second = connection.getresponse()
+    assert second.read() == b"<h1>site</h1>" and second.headers["x-policy"] == "two"
+    connection.close()

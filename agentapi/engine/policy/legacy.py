@@ -34,8 +34,8 @@ Rules (where ngrok's docs leave a choice, ours, marked):
   against RE2 patterns (checked with RE2 at load; unanchored, CEL's `matches`). A request is let through when it matches an
   allow pattern, or when there are deny patterns and it matches none; a request without the header
   is tested as "" against the allow patterns only ("add `^$` to allow them").
-- `oauth`, `oidc`, `mutual_tls_cas` and `labels` need ngrok's cloud; `websocket_tcp_converter` and
-  `proxy_proto` are not supported. REFUSED_KEYS holds the reason each is refused with (by
+- `oauth`, `oidc`, `mutual_tls_cas` and `labels` need ngrok's cloud; `websocket_tcp_converter` is
+  not supported (`proxy_proto` is tunnel_spec.py's `proxy_protocol`). REFUSED_KEYS holds the reason each is refused with (by
   tunnel_spec.py, whatever the protocol). Nothing is silently ignored.
 Every refusal here is a LegacyKeyError naming the key.
 """
@@ -78,7 +78,6 @@ REFUSED_KEYS = {
     "mutual_tls_cas": "mutual_tls_cas needs ngrok's cloud: client certificates are checked at ngrok's edge",
     "labels": "labels need ngrok's cloud: they attach a tunnel to an ngrok Edge",
     "websocket_tcp_converter": "websocket_tcp_converter is not supported by this agent",
-    "proxy_proto": "proxy_proto is not supported by this agent",
 }
 
 # The flags each key stands for, for the deprecation notice (`agent/cli.mdx`).
