@@ -63,7 +63,8 @@ _TUNNEL_KEYS: dict[str, Any] = {
     },
     "proto": {"type": "string", "enum": ["http", "tcp", "tls"], "default": "http"},
     "addr": {
-        "description": "The local service: a port, host:port ([::1]:8080 for IPv6) or a URL.",
+        "description": "The local service: a port, host:port ([::1]:8080 for IPv6) or a URL; for http also "
+        "file:///abs/dir, ngrok's built-in file server over that directory.",
         "oneOf": [{"type": "string", "maxLength": MAX_STRING}, {"type": "integer", "minimum": 1, "maximum": 65535}],
     },
     "inspect": {"type": "boolean", "nullable": True, "description": "Capture requests (http only; default true)."},
@@ -124,6 +125,23 @@ _TUNNEL_KEYS: dict[str, Any] = {
     },
     "pooling_enabled": {"type": "boolean", "nullable": True},
     "bindings": {"type": "array", "items": {"type": "string", "enum": ["public", "internal"]}, "maxItems": 1},
+    "proxy_protocol": {
+        "description": "Send HAProxy's PROXY header (version 1 or 2) with the client's address first on each "
+        "upstream connection.",
+        "oneOf": [{"type": "string", "enum": ["", "1", "2"]}, {"type": "integer", "enum": [1, 2]}],
+        "nullable": True,
+    },
+    "proxy_proto": {"description": "2.x spelling of proxy_protocol.", "type": "string", "nullable": True},
+    "upstream_tls_verify": {
+        "description": "Verify an https upstream's certificate (default false, as ngrok).",
+        "type": "boolean",
+        "nullable": True,
+    },
+    "upstream_tls_verify_cas": {
+        "description": "A PEM file of CAs to verify an https upstream against (turns verification on).",
+        "type": "string",
+        "nullable": True,
+    },
     "response_timeout": {
         "description": "http: seconds the local service may take to start its answer (504 after), or a Go "
         'duration string ("90s", "5m"). Default: AGENT_UPSTREAM_TIMEOUT.',
