@@ -30,7 +30,8 @@ export function installKeys(actions, root = document) {
   root.addEventListener("keydown", (event) => {
     if (event.metaKey || event.ctrlKey || event.altKey || event.defaultPrevented) return;
     if (typingInto(event.target)) {
-      if (event.key === "Escape") {
+      // Esc in a dialog's field closes the dialog (the browser's own); elsewhere it leaves the field.
+      if (event.key === "Escape" && !event.target.closest("dialog")) {
         event.target.blur();
         event.preventDefault();
       }

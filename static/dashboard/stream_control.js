@@ -89,11 +89,12 @@ export function toggleButton(button, onChange) {
   return state;
 }
 
-// "14:03:07.123" of a datetime-local value, as epoch seconds (local time); null when empty.
+// A datetime-local value (local time, to the millisecond) as epoch seconds at the end of that
+// millisecond, so a capture shown as 14:03:07.123 is "at or before" 14:03:07.123; null when empty.
 export function epochOfLocalInput(value) {
   if (!value) return null;
   const at = new Date(value);
-  return Number.isNaN(at.getTime()) ? null : at.getTime() / 1000;
+  return Number.isNaN(at.getTime()) ? null : (at.getTime() + 0.999) / 1000;
 }
 
 // The value a datetime-local input shows for epoch seconds (local time, milliseconds).
