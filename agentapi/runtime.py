@@ -29,7 +29,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +146,7 @@ class AgentRuntime:
         # Definitions mirrored as the caller gave them where they differ from what the engine
         # runs (an endpoint echoes its upstream.url back as posted), so a written-back row matches.
         self._shown: dict[str, dict[str, Any]] = {}
+        self._capture_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._history = MetricsHistory()
         self._history_task: asyncio.Task[None] | None = None
         self.peers = Peers(
@@ -424,7 +425,24 @@ class AgentRuntime:
             self._store.forget_total()
 
     # --- announcements ----------------------------------------------------------------------
+    def add_capture_listener(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call `listener(message)` on the loop for every captures message this agent announces
+        (the dict is shared: read only); returns the function that removes it. The terminal
+        console listens this way: the channel layer would deep-copy every batch for it."""
+        self._capture_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._capture_listeners:
+                self._capture_listeners.remove(listener)
+
+        return remove
+
     async def _announce_captures(self, message: dict[str, Any]) -> None:
+        for listener in list(self._capture_listeners):
+            try:
+                listener(message)
+            except Exception:  # a listener's bug must not stop the announcements
+                log.exception("capture listener failed")
         await self._send(CAPTURES_GROUP, message)
 
     async def _announce_tunnel(self, kind: str, name: str) -> None:

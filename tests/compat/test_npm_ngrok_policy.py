@@ -131,6 +131,6 @@ def test_npm_auth_option_and_a_traffic_policy_act_on_requests(npm_client: dict[s
         for capture in captured["requests"]
     ]
     assert steps == [  # newest first
-        [("auth (deprecated key)", "basic-auth", False), ("rules[1]", "add-headers", False)],
+        [("auth (deprecated key)", "basic-auth", False), ("rules[0]", "add-headers", False)],
         [("auth (deprecated key)", "basic-auth", True)],
     ]

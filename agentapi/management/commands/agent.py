@@ -143,8 +143,9 @@ class Command(BaseCommand):
 
     def _serve(self, action: str | None, options: dict[str, Any]) -> None:
         flag_target, flag_format = options.get("log"), options.get("log_format")
+        flag_level = options.get("log_level")
         try:
-            log = open_log_target(flag_target or "false", flag_format or "logfmt")
+            log = open_log_target(flag_target or "false", flag_format or "logfmt", level=flag_level or "info")
         except LogTargetError as error:
             _fail(AgentLog(None), str(error))
         try:
@@ -153,13 +154,14 @@ class Command(BaseCommand):
             _fail(log, str(error))
         target = flag_target or config.log or "false"
         fmt = flag_format or config.log_format or "logfmt"
-        if (target, fmt) != (flag_target or "false", flag_format or "logfmt"):
+        level = flag_level or config.log_level or "info"
+        if (target, fmt, level) != (flag_target or "false", flag_format or "logfmt", flag_level or "info"):
             log.close()
             try:
-                log = open_log_target(target, fmt)
+                log = open_log_target(target, fmt, level=level)
             except LogTargetError as error:
                 _fail(AgentLog(None), str(error))
-        _route_logging(log, options.get("log_level") or config.log_level or "info")
+        _route_logging(log, level)
         try:
             requested = requested_tunnels(action, options, config)
         except AgentError as error:
