@@ -89,6 +89,9 @@ function noteReplay(summary) {
 // Where a new row goes in the list: its place in the sort order, or nowhere when it belongs
 // past the last row loaded (it comes with the next page).
 function placeFor(summary) {
+  const last = tbody.lastElementChild;
+  // The common cases first: a new capture on top, an older page's row at the end.
+  if (last && !comesBefore(summary, rows.get(last.dataset.id).summary, sort)) return nextBefore ? undefined : null;
   let before = tbody.firstElementChild;
   while (before && !comesBefore(summary, rows.get(before.dataset.id).summary, sort)) before = before.nextElementSibling;
   if (!before && nextBefore) return undefined;
