@@ -1,20 +1,7 @@
 // Display formats shared by the inspector and the status page.
 
-// Duration in nanoseconds: milliseconds with two decimals, seconds past 1000 ms (as ngrok shows it).
-export function formatDuration(ns) {
-  if (ns === null || ns === undefined) return "";
-  const ms = ns / 1e6;
-  if (ms >= 1000) return (ms / 1000).toFixed(2) + "s";
-  return ms.toFixed(2) + "ms";
-}
-
-// Seconds for metric percentiles (the API reports nanoseconds): three decimals, or six below 1 ms
-// so that fast local services do not all read 0.000s.
-export function formatSeconds(ns) {
-  const seconds = Number(ns || 0) / 1e9;
-  if (seconds === 0) return "0s";
-  return seconds.toFixed(seconds < 0.001 ? 6 : 3) + "s";
-}
+// Durations: one format on every page (duration.js).
+export { formatDuration } from "./duration.js";
 
 export function formatSize(bytes) {
   if (bytes === null || bytes === undefined) return "";
