@@ -44,7 +44,7 @@ format: $(VENV)/.dev
 	$(PY) -m ruff format .
 
 bench: $(VENV)/.dev
-	$(PY) bench/proxy_bench.py
+	$(PY) bench/real_traffic.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache tests/compat/node_modules
