@@ -219,6 +219,8 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         "incomplete_reason": row["incomplete_reason"],
         # The policy action that answered instead of the service ("" when the service did).
         "policy_action": row["policy_action"],
+        # The capture this one replays ("" for none): live rows are marked as replays at once.
+        "replay_of": row["replay_of"],
         # Cut at the capture limit: the stored bytes are fewer than the true sizes.
         "truncated": row["stored_size"] < row["request_size"] + (row["response_size"] or 0),
     }

@@ -189,3 +189,15 @@ def test_filter_urls_carry_only_given_parameters_and_keep_the_open_capture(
     assert urlsplit(page.url).query == ""
     assert urlsplit(page.url).fragment == capture_id
     expect(page.locator(".detail-title .uri")).to_have_text("/api/open-me")
+
+
+def test_with_the_os_in_dark_mode_the_status_page_is_dark_too(
+    browser: Browser, contexts: Contexts, agent: AgentProcess, http_tunnel: dict[str, Any]
+) -> None:
+    send_traffic(http_tunnel["public_url"])
+    page = new_page(browser, contexts, color_scheme="dark")
+    page.goto(agent.api_url + "/status")
+    expect(page.locator("canvas").first).to_be_visible()
+    assert background(page, "body") < 0.2
+    text = luminance(page.locator("body").evaluate("(node) => getComputedStyle(node).color"))
+    assert text > 0.6
