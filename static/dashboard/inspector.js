@@ -216,6 +216,7 @@ async function loadOlderPage() {
     for (const summary of page.captures) upsert(summary, { force: true });
     nextBefore = page.next_before;
     updateFooter();
+    showSearchNote(page.search);
   } catch (err) {
     toast("Loading older requests failed: " + err.message, "error");
     return;
@@ -225,6 +226,23 @@ async function loadOlderPage() {
   // A body or header filter scans a bounded number of rows per request: keep going while the
   // end of the list is in view (the observer only fires when visibility changes).
   if (nextBefore && inView(loadOlder)) setTimeout(loadOlderPage, 0);
+}
+
+// A body or free-text search scans a bounded number of rows per page and says how far back it got:
+// keep that line true as older pages load ("searched the newest N ... back to T").
+function showSearchNote(report) {
+  if (!report) return;
+  let note = document.getElementById("search-note");
+  if (report.finished) {
+    if (note) note.hidden = true;
+    return;
+  }
+  if (!note) {
+    note = el("p", { class: "search-note muted", id: "search-note", role: "status" });
+    document.getElementById("stream-bar").before(note);
+  }
+  note.hidden = false;
+  note.textContent = report.text;
 }
 
 function inView(element) {
