@@ -10,8 +10,9 @@ knows and still reaches the oldest rows:
 - filtered (or with no estimate), the rows up to COUNT_CAP past the page asked, shown as "more than
   N": each jump to the last page listed reaches COUNT_CAP rows further.
 Filters are
-SimpleListFilters over indexed columns; search matches the path, or bytes anywhere in the stored
-request or response (headers and bodies) with the database's own byte search; "traffic policy"
+SimpleListFilters over indexed columns; search matches what the inspector's search matches (the
+decoded path, header lines and decoded bodies: agentapi.captures.capture_search, a bounded scan
+that says how far it got); "traffic policy"
 finds the captures a policy answered (basic-auth, deny, rate-limit...). Captures are
 read-only (rendered request and response); the actions replay them through the runtime facade (the
 same replay as the API's) or delete them. Tunnels are stopped through the runtime too, wherever they

@@ -68,7 +68,8 @@ function draw(entry) {
   });
 }
 
-// Live deltas do not carry replay_of (only stored rows do): keep what is known.
+// A delta pushed before its row knew it was a replay (the new row this tab asked for) keeps what
+// is known; pushed rows carry replay_of themselves.
 function withReplayOf(summary, known) {
   if (summary.replay_of) return summary;
   const origin = (known && known.replay_of) || replayOrigins.get(summary.id) || "";
