@@ -316,6 +316,42 @@ COMPONENTS: dict[str, Any] = {
         },
         description="One action a Traffic Policy ran on a captured exchange.",
     ),
+    "WebSocketFrame": _object(
+        {
+            "seq": {"type": "integer", "description": "The connection's frames in order, both directions."},
+            "direction": {"type": "string", "enum": ["client", "server"], "description": "client: to the service."},
+            "time": {"type": "number", "description": "epoch seconds when its header was read"},
+            "opcode": {"type": "integer", "minimum": 0, "maximum": 15},
+            "opcode_name": {"type": "string", "example": "text"},
+            "fin": {"type": "boolean"},
+            "compressed": {"type": "boolean", "description": "RSV1 (permessage-deflate): payload as it crossed."},
+            "size": {"type": "integer", "description": "The payload's true length in bytes."},
+            "payload": {"type": "string", "description": "base64 of the payload's first bytes, unmasked."},
+            "truncated": {"type": "boolean", "description": "payload holds fewer bytes than size."},
+            "close_code": {"type": "integer", "nullable": True, "description": "A close frame's status code."},
+            "close_reason": _STRING,
+        },
+        description="Ours: one WebSocket frame of a captured Upgrade (RFC 6455 5.2).",
+    ),
+    "WebSocketFrames": _object(
+        {
+            "uri": _STRING,
+            "id": _STRING,
+            "totals": _object(
+                {
+                    "client_frames": {"type": "integer"},
+                    "server_frames": {"type": "integer"},
+                    "client_bytes": {"type": "integer"},
+                    "server_bytes": {"type": "integer"},
+                    "recorded": {"type": "integer", "description": "Frames recorded (the rest only counted)."},
+                    "stopped": {"type": "string", "description": "Why recording stopped early ('' if not)."},
+                },
+                nullable=True,
+                description="Every frame counted, recorded or not; null when the capture has no WebSocket.",
+            ),
+            "frames": {"type": "array", "items": ref("WebSocketFrame")},
+        }
+    ),
     "CaptureList": _object({"uri": _STRING, "requests": {"type": "array", "items": ref("Capture")}}),
     "Replay": {
         "type": "object",
@@ -388,6 +424,9 @@ NAME = OpenApiParameter(
 CAPTURE_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="A capture id (airt_...).")
 LIMIT = OpenApiParameter(
     "limit", int, OpenApiParameter.QUERY, description="At most this many captures (default 100, max 10000)."
+)
+AFTER_SEQ = OpenApiParameter(
+    "after", int, OpenApiParameter.QUERY, description="Only frames whose seq is larger (for live updates)."
 )
 TUNNEL_NAME = OpenApiParameter("tunnel_name", str, OpenApiParameter.QUERY, description="Only this tunnel's.")
 

@@ -4,6 +4,11 @@ Runs only in the capture sink's writer thread (one Django connection of its own)
 total of stored bytes is read once with SUM and then kept by adding each batch's sizes; past the
 budget, eviction deletes the oldest rows (ids sort by time) down to 90% of it. A row's Traffic
 Policy trace is a JSON column, written with the database's own JSON adapter.
+
+WebSocket frames arrive in batches of their own (`write_frames`), after their capture's row: each
+row is inserted only while its capture exists (eviction or a clear may have removed it meanwhile),
+and the connection's counters are upserted beside them. Frame payloads are bounded per connection
+by the recorder's budget (engine/websocket_frames.py) and go with their capture when it is evicted.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Sum
 
-from .models import Capture
+from .models import Capture, WebSocketFrame, WebSocketTotals
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +146,46 @@ class OrmCaptureStore:
         if evicted:
             table = connection.ops.quote_name(Capture._meta.db_table)
             with connection.cursor() as cursor:
-                # Ids sort by time: one range delete instead of a long IN list.
+                # Ids sort by time: one range delete instead of a long IN list. A WebSocket
+                # capture's frames and counters first (the database's foreign keys hold them).
+                for child in (WebSocketFrame, WebSocketTotals):
+                    child_table = connection.ops.quote_name(child._meta.db_table)
+                    cursor.execute(f"DELETE FROM {child_table} WHERE capture_id <= %s", [evicted[-1]])
                 cursor.execute(f"DELETE FROM {table} WHERE id <= %s", [evicted[-1]])
         self._total = max(self._total - freed, 0)
         return evicted
+
+    def write_frames(self, frames: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+        """Store frame rows (the capture sink's `_frame_row` shape) and upsert each connection's
+        counters (`capture_id` + FrameRecorder.totals()), in one transaction; rows of a capture
+        that is gone are skipped."""
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                quote = connection.ops.quote_name
+                captures = quote(Capture._meta.db_table)
+                if frames:
+                    table = quote(WebSocketFrame._meta.db_table)
+                    columns = ", ".join(quote(c) for c in _FRAME_COLUMNS)
+                    placeholders = ", ".join(["%s"] * len(_FRAME_COLUMNS))
+                    cursor.executemany(
+                        f"INSERT INTO {table} ({columns}) SELECT {placeholders}"
+                        f" WHERE EXISTS (SELECT 1 FROM {captures} WHERE id = %s)"
+                        " ON CONFLICT (capture_id, seq) DO NOTHING",
+                        [[row[c] for c in _FRAME_COLUMNS] + [row["capture_id"]] for row in frames],
+                    )
+                table = quote(WebSocketTotals._meta.db_table)
+                columns = ", ".join(quote(c) for c in _TOTALS_COLUMNS)
+                placeholders = ", ".join(["%s"] * len(_TOTALS_COLUMNS))
+                updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in _TOTALS_COLUMNS[1:])
+                cursor.executemany(
+                    f"INSERT INTO {table} ({columns}) SELECT {placeholders}"
+                    f" WHERE EXISTS (SELECT 1 FROM {captures} WHERE id = %s)"
+                    f" ON CONFLICT (capture_id) DO UPDATE SET {updates}",
+                    [[row[c] for c in _TOTALS_COLUMNS] + [row["capture_id"]] for row in totals],
+                )
+        except Exception:
+            connection.close()
+            raise
 
     def forget_total(self) -> None:
         """Someone deleted captures (clear all): re-read the total on the next write.
@@ -196,3 +237,24 @@ _COLUMNS = (
 )
 _START_AT = _COLUMNS.index("start")
 _TRACE_AT = _COLUMNS.index("policy_trace")
+_FRAME_COLUMNS = (
+    "capture_id",
+    "seq",
+    "direction",
+    "time",
+    "opcode",
+    "fin",
+    "compressed",
+    "size",
+    "payload",
+    "close_code",
+)
+_TOTALS_COLUMNS = (
+    "capture_id",
+    "client_frames",
+    "server_frames",
+    "client_bytes",
+    "server_bytes",
+    "recorded",
+    "stopped",
+)

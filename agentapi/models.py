@@ -94,3 +94,51 @@ class Capture(models.Model):
     @property
     def response_truncated(self) -> bool:
         return self.response_raw is not None and len(self.response_raw) < (self.response_size or 0)
+
+
+class WebSocketFrame(models.Model):
+    """One WebSocket frame of an upgraded capture (the 101), as it crossed (RFC 6455 5.2).
+
+    `payload` holds its first bytes, unmasked, up to the connection's budget; `size` is the true
+    payload length, so a cut is never silent. `seq` numbers the connection's frames in the order
+    their headers were read, both directions together. Deleted with its capture.
+    """
+
+    capture = models.ForeignKey(Capture, on_delete=models.CASCADE, related_name="websocket_frames")
+    seq = models.IntegerField()
+    direction = models.CharField(max_length=8)  # "client" (to the service) or "server"
+    time = models.FloatField()  # epoch seconds
+    opcode = models.SmallIntegerField()
+    fin = models.BooleanField(default=True)
+    compressed = models.BooleanField(default=False)  # RSV1: permessage-deflate (RFC 7692)
+    size = models.BigIntegerField()
+    payload = models.BinaryField()
+    close_code = models.IntegerField(null=True)
+
+    class Meta:
+        ordering = ["capture", "seq"]
+        constraints = [models.UniqueConstraint(fields=["capture", "seq"], name="websocket_frame_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.capture_id} #{self.seq} {self.direction} opcode {self.opcode} ({self.size} bytes)"
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.payload) < self.size
+
+
+class WebSocketTotals(models.Model):
+    """Counters for the whole WebSocket connection of a capture, recorded frames or not: frames
+    and payload bytes each way, how many frames were recorded, and why reading stopped ("" when
+    it did not: bytes that broke RFC 6455's framing stop the recorder, never the pipe)."""
+
+    capture = models.OneToOneField(Capture, on_delete=models.CASCADE, primary_key=True, related_name="websocket")
+    client_frames = models.BigIntegerField(default=0)
+    server_frames = models.BigIntegerField(default=0)
+    client_bytes = models.BigIntegerField(default=0)
+    server_bytes = models.BigIntegerField(default=0)
+    recorded = models.IntegerField(default=0)
+    stopped = models.CharField(max_length=300, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.capture_id}: {self.client_frames} frames in, {self.server_frames} out"

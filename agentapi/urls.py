@@ -20,6 +20,7 @@ endpoints = views.EndpointViewSet.as_view({"get": "list", "post": "create"})
 endpoint = views.EndpointViewSet.as_view({"get": "retrieve", "put": "update", "delete": "destroy"})
 captures = views.CaptureViewSet.as_view({"get": "list", "post": "replay", "delete": "clear"})
 capture = views.CaptureViewSet.as_view({"get": "retrieve"})
+capture_websocket = views.CaptureViewSet.as_view({"get": "websocket"})
 
 urlpatterns = [
     re_path(r"^$", views.RootView.as_view(), name="api-root"),
@@ -29,6 +30,7 @@ urlpatterns = [
     re_path(rf"^endpoints/{_NAME}/?$", endpoint, name="endpoint"),
     re_path(r"^requests/http/?$", captures, name="captures"),
     re_path(r"^requests/http/(?P<id>[^/]+)/?$", capture, name="capture"),
+    re_path(r"^requests/http/(?P<id>[^/]+)/websocket/?$", capture_websocket, name="capture-websocket"),
     re_path(r"^status/?$", views.StatusView.as_view(), name="status"),
     re_path(r"^schema/?$", views.SchemaView.as_view(), name="schema"),
     re_path(r"", views.UnknownResourceView.as_view(), name="api-unknown"),

@@ -13,6 +13,7 @@ not call the API). The OpenAPI description of every operation is in api_schema.p
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +30,7 @@ from rest_framework.views import APIView
 
 from . import api_schema as doc
 from .definitions import decoded_like_go, endpoint_definition, tunnel_definition
+from .engine.websocket_frames import OPCODE_NAMES
 from .errors import (
     AgentUnavailable,
     BadRequest,
@@ -41,7 +43,7 @@ from .errors import (
     TunnelStartFailed,
 )
 from .go_json import GoJSONRenderer
-from .models import Capture, Tunnel
+from .models import Capture, Tunnel, WebSocketFrame, WebSocketTotals
 from .runtime import (
     AgentRuntime,
     PeerUnavailable,
@@ -324,6 +326,44 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         return Response(CaptureSerializer(capture).data)
 
     @extend_schema(
+        operation_id="requests_websocket",
+        summary="The WebSocket frames of a captured Upgrade (ours)",
+        description=(
+            "Ours, not ngrok's: the frames of a capture whose service answered 101 to a WebSocket Upgrade, in"
+            " the order their headers were read, both directions. Each payload is base64 of its first bytes"
+            " (unmasked), up to the connection's budget (1000 frames, 256 KiB); `truncated` says it was cut."
+            " `totals` counts every frame, recorded or not (null for a capture that has none). `after=N` gives"
+            " only frames with a larger seq."
+        ),
+        parameters=[doc.CAPTURE_ID, doc.AFTER_SEQ],
+        responses=doc.responses({200: doc.ok("WebSocketFrames")}, e404="No such capture."),
+    )
+    def websocket(self, request: Request, id: str) -> Response:
+        _flush_captures()
+        if not Capture.objects.filter(id=id).exists():
+            raise RequestNotFound(id)
+        after = _after(request.query_params.get("after"))
+        frames = WebSocketFrame.objects.filter(capture_id=id, seq__gt=after).order_by("seq")
+        totals = WebSocketTotals.objects.filter(capture_id=id).first()
+        return Response(
+            {
+                "uri": f"/api/requests/http/{id}/websocket",
+                "id": id,
+                "totals": None
+                if totals is None
+                else {
+                    "client_frames": totals.client_frames,
+                    "server_frames": totals.server_frames,
+                    "client_bytes": totals.client_bytes,
+                    "server_bytes": totals.server_bytes,
+                    "recorded": totals.recorded,
+                    "stopped": totals.stopped,
+                },
+                "frames": [_frame(frame) for frame in frames],
+            }
+        )
+
+    @extend_schema(
         operation_id="requests_replay",
         summary="Replay a captured request",
         description=(
@@ -378,6 +418,33 @@ def _flush_captures() -> None:
     runtime = current_runtime()
     if runtime is not None:
         async_to_sync(runtime.flush_captures)()
+
+
+def _frame(frame: WebSocketFrame) -> dict[str, Any]:
+    payload = bytes(frame.payload)
+    return {
+        "seq": frame.seq,
+        "direction": frame.direction,
+        "time": frame.time,
+        "opcode": frame.opcode,
+        "opcode_name": OPCODE_NAMES.get(frame.opcode, str(frame.opcode)),
+        "fin": frame.fin,
+        "compressed": frame.compressed,
+        "size": frame.size,
+        "payload": base64.b64encode(payload).decode("ascii"),
+        "truncated": len(payload) < frame.size,
+        "close_code": frame.close_code,
+        "close_reason": payload[2:].decode("utf-8", "replace") if frame.close_code is not None else "",
+    }
+
+
+def _after(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return -1
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"after must be a whole number, got {raw!r}") from None
 
 
 def _limit(raw: str | None) -> int:

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from .policy.trace import TraceEntry
+from .websocket_frames import FrameRecorder
 
 
 @dataclass(slots=True, eq=False)
@@ -31,6 +32,9 @@ class CaptureRecord:
     incomplete_reason: str = ""
     # What the endpoint's Traffic Policy did to this exchange, action by action (empty: no policy).
     policy_trace: list[TraceEntry] = field(default_factory=list)
+    # After a 101 to a WebSocket Upgrade: the connection's frames (recorded ones waiting for the
+    # sink in `websocket.pending`) and its counters; None for every other exchange.
+    websocket: FrameRecorder | None = None
     # Set by the sink: whether a row exists, and who waits for the completed row to be stored.
     saved: bool = False
     saved_size: int = 0

@@ -6,6 +6,13 @@ on). A loop task gathers dirty records for `flush_interval`, snapshots them on t
 one writer thread store them in one transaction, so an exchange that completes within the interval
 costs one INSERT. Each stored batch is announced (one message for the batch) for the inspector.
 
+WebSocket frames come later than their capture (the record is complete at the 101): the proxy
+calls `frames(record)` when a captured WebSocket recorded new frames (and `final=True` when its pipe
+closed). The same loop task takes them after the batch's captures are stored (a capture's row is
+always there before its frames), and the writer thread stores them with the connection's counters
+through the store's `write_frames`; one `frames.added` message names the captures that grew. Frames
+of a capture that was never stored (the queue was full) are dropped with it.
+
 A row carries the capture's Traffic Policy trace as plain dicts, and `policy_action`: the action
 that answered instead of the service (the trace's terminal entry), what the inspector's "blocked by
 policy" filter and list mark read without opening the trace.
@@ -21,6 +28,7 @@ from typing import Any, Protocol
 
 from .capture_record import CaptureRecord
 from .policy.trace import TraceEntry
+from .websocket_frames import Frame
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,12 @@ _ANNOUNCE_SECONDS = 2.0
 class CaptureStore(Protocol):
     def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
         """Store rows in one transaction; return the ids evicted to stay within budget."""
+
+
+class FrameStore(Protocol):
+    def write_frames(self, frames: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+        """Store WebSocket frame rows and upsert per-connection counters (rows whose capture is
+        gone are skipped)."""
 
 
 class CaptureSink:
@@ -49,6 +63,7 @@ class CaptureSink:
         self._max_pending = max_pending
         self._flush_interval = flush_interval
         self._dirty: dict[str, CaptureRecord] = {}
+        self._frames: dict[str, CaptureRecord] = {}  # WebSockets with frames or counters to store
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-writer")
         self._task: asyncio.Task[None] | None = None
@@ -71,6 +86,14 @@ class CaptureSink:
             self._dirty[record.id] = record
         self._wake.set()
 
+    def frames(self, record: CaptureRecord, *, final: bool = False) -> None:
+        """A captured WebSocket recorded new frames (`final`: its pipe closed); no waiting."""
+        if record.id not in self._frames:
+            self._frames[record.id] = record
+            self._wake.set()
+        elif final:
+            self._wake.set()
+
     async def stored(self, record: CaptureRecord) -> None:
         """Wait until the completed record is in the database (replay answers after that)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -91,7 +114,7 @@ class CaptureSink:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        while self._dirty:
+        while self._dirty or self._frames:
             await self._flush()
         self._executor.shutdown(wait=True)
 
@@ -108,9 +131,11 @@ class CaptureSink:
 
     async def _flush(self) -> None:
         async with self._flushing:
-            message = await self._flush_batch()
+            messages = [await self._flush_batch(), await self._flush_frames()]
         # Outside the lock, bounded: a slow channel layer must not hold up storing or listing.
-        if message is not None and self._announce is not None:
+        for message in messages:
+            if message is None or self._announce is None:
+                continue
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation,
                 # which left close() waiting forever for this task.
@@ -118,6 +143,32 @@ class CaptureSink:
                     await self._announce(message)
             except Exception:  # the channel layer being down must not stop captures
                 log.exception("announcing captures failed")
+
+    async def _flush_frames(self) -> dict[str, Any] | None:
+        """Store the frames recorded since the last flush, for captures whose row exists."""
+        if not self._frames:
+            return None
+        waiting, self._frames = self._frames, {}
+        rows: list[dict[str, Any]] = []
+        totals: list[dict[str, Any]] = []
+        for capture_id, record in waiting.items():
+            recorder = record.websocket
+            if recorder is None:
+                continue
+            if not record.saved:
+                if capture_id in self._dirty:
+                    self._frames[capture_id] = record  # its row is still to be written: next time
+                else:
+                    recorder.take()  # the capture was dropped: so are its frames
+                continue
+            rows += [_frame_row(capture_id, frame) for frame in recorder.take()]
+            totals.append({"capture_id": capture_id, **recorder.totals()})
+        write_frames = getattr(self._store, "write_frames", None)
+        if not totals or write_frames is None:
+            return None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, write_frames, rows, totals)
+        return {"type": "frames.added", "ids": [row["capture_id"] for row in totals]}
 
     async def _flush_batch(self) -> dict[str, Any] | None:
         batch, self._dirty = self._dirty, {}
@@ -188,6 +239,21 @@ def _snapshot(record: CaptureRecord) -> dict[str, Any]:
         # Plain dicts (the store writes them as JSON); the list is copied, the entries are frozen.
         "policy_trace": [entry.as_json() for entry in trace] if trace else [],
         "policy_action": policy_action(trace) if trace else "",
+    }
+
+
+def _frame_row(capture_id: str, frame: Frame) -> dict[str, Any]:
+    return {
+        "capture_id": capture_id,
+        "seq": frame.seq,
+        "direction": frame.direction,
+        "time": frame.time,
+        "opcode": frame.opcode,
+        "fin": frame.fin,
+        "compressed": frame.compressed,
+        "size": frame.size,
+        "payload": frame.payload,
+        "close_code": frame.close_code,
     }
 
 

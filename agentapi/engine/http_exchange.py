@@ -48,6 +48,10 @@ Rules:
   that waited) and once more when it completes. It says whether each message crossed whole: a
   request the client cut or the answer overtook, a response cut by either side; a client that
   left before any answer is recorded as 499 (nginx's Client Closed Request).
+- After a 101 to a WebSocket Upgrade of a captured exchange, the piped bytes are written on first
+  and then shown to the record's FrameRecorder (websocket_frames.py: frame headers read, a budgeted
+  payload prefix copied); new frames go to the sink by `sink.frames(record)`. Any other pipe, or
+  an exchange without a capture, pays one `is None` test per read.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ from .policy.outcomes import CloseConnection, ForwardInternal, Outcome, Respond
 from .policy.response_compression import compressed_head
 from .response_transform import CompressedBody
 from .upstream_dial import dial_error
+from .websocket_frames import CLIENT as FROM_CLIENT
+from .websocket_frames import SERVER as FROM_SERVER
+from .websocket_frames import FrameRecorder
 
 if TYPE_CHECKING:
     from .http_proxy import ClientConnection, TunnelContext
@@ -132,6 +139,7 @@ class Exchange:
         "client",
         "final_head_due",
         "forwarded",
+        "frames",
         "gathered_size",
         "gathering",
         "head",
@@ -165,6 +173,7 @@ class Exchange:
         # Bytes after an Upgrade request's head: they belong to the new protocol, so they wait
         # for the upstream's 101 and are dropped if it declines.
         self.held: list[bytes] | None = None
+        self.frames: FrameRecorder | None = None  # a captured WebSocket's frames, after its 101
         self.upstream: UpstreamConnection | None = None
         self.timeout: asyncio.TimerHandle | None = None
         self.forwarded = b""  # the request head as sent upstream
@@ -362,6 +371,9 @@ class Exchange:
             if self.sent is not None:
                 self.keep_sent(payload)
             upstream.write(payload)
+            frames = self.frames
+            if frames is not None and frames.feed(FROM_CLIENT, payload):
+                self.client.ctx.sink.frames(self.record)  # type: ignore[union-attr,arg-type]
         else:
             self.buffered.append(payload)
             self.client.flow.pause(WAITING)
@@ -469,6 +481,9 @@ class Exchange:
         client = self.client
         if client.transport is not None and not client.closed:
             client.transport.write(data)
+        frames = self.frames
+        if frames is not None and frames.feed(FROM_SERVER, data):
+            client.ctx.sink.frames(self.record)  # type: ignore[union-attr,arg-type]
 
     def response_done(self, *, keep_alive: bool) -> None:
         if self.response < AWAITING or self.response is FINISHED:
@@ -513,8 +528,33 @@ class Exchange:
             self.timeout.cancel()
         self.complete_record()
         self.response = UPGRADED
+        self._record_frames()
         held, self.held = self.held or [], None
         self.client.start_pipe(self, held)
+
+    def _record_frames(self) -> None:
+        """Start recording the frames of a captured WebSocket (not of another upgraded protocol)."""
+        record = self.record
+        upgrade = self.head.header(b"upgrade")
+        if record is None or not self.recorded or upgrade is None or b"websocket" not in upgrade.lower():
+            return
+        if not hasattr(self.client.ctx.sink, "frames"):
+            return  # a sink that stores no frames (a test's stand-in): nothing to record for
+        self.frames = record.websocket = FrameRecorder()
+        raw = record.response_raw
+        if raw is not None and len(raw) == record.response_size:
+            # Frames the service sent in the same read as its 101 (already relayed with it).
+            end = final_head_span(bytes(raw))[1]
+            if end and end < len(raw) and self.frames.feed(FROM_SERVER, bytes(raw[end:])):
+                self.client.ctx.sink.frames(record)  # type: ignore[union-attr]
+
+    def _end_frames(self) -> None:
+        """The pipe closed: a frame cut mid-payload is recorded as far as it came, and the final
+        counters go to the sink."""
+        frames, self.frames = self.frames, None
+        if frames is not None and self.record is not None:
+            frames.end()
+            self.client.ctx.sink.frames(self.record, final=True)  # type: ignore[union-attr]
 
     def upstream_lost(self, upstream: UpstreamConnection, error: Exception | None, *, unread: bool = False) -> None:
         """The upstream connection ended before the response did.
@@ -544,6 +584,7 @@ class Exchange:
                     response=True, reason="the local service closed the connection before the response was complete"
                 )
             self.complete_record()
+            self._end_frames()
             client.close()
             return
         detail = "the local service closed the connection without answering"
@@ -746,6 +787,7 @@ class Exchange:
                 response=True, reason="the client closed the connection before the whole response was sent"
             )
         self.complete_record()
+        self._end_frames()
 
     def complete_record(self) -> None:
         """Hand the finished capture to the sink once, flagging a request that did not cross whole."""
