@@ -5,7 +5,9 @@ note, but checked whole (a JSON or XML syntax check reads every captured byte, d
 serve every stored byte. Each side says whether its body is all there (`body_complete`: not cut by
 the capture limit or the decoded-body limit), so a view tells a cut from a syntax error. The
 request carries the URL the client used (`url`, for the copy button); multipart parts carry the
-URL of their own download. The Traffic Policy's steps come as stored with the capture.
+URL of their own download. The Traffic Policy's steps come as stored with the capture. A capture
+the service answered with 101 carries `websocket`: where its frames are read (the API's extension)
+and the live socket that announces `frames.added`; null for every other capture.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def capture_detail(capture: Capture) -> dict[str, Any]:
         "har": reverse("inspector-har-one", args=[capture.id]),
         "replay_seed": reverse("inspector-replay-seed", args=[capture.id]),
     }
+    detail["websocket"] = (
+        {"frames": reverse("capture-websocket", kwargs={"id": capture.id}), "socket": "/ws/inspector"}
+        if capture.status_code == 101
+        else None
+    )
     return detail
 
 

@@ -5,6 +5,8 @@ Messages sent (JSON objects, `type` first):
   capture.updated   {"capture": summary}       the same exchange, completed or grown
   captures.evicted  {"ids": [...]}             removed to stay within inspect_db_size
   captures.cleared  {}                         every capture deleted
+  frames.added      {"ids": [...]}             captured WebSockets whose frames grew (the detail
+                                               refetches /api/requests/http/<id>/websocket?after=)
   tunnel.started / tunnel.stopped {"name", "tunnel": info or null}
   metrics.updated   {"time", "tunnels": [info]}  every METRICS_INTERVAL seconds, where info is
                     {name, public_url, proto, addr, inspect, metrics, traffic_policy} (metrics as
@@ -65,6 +67,9 @@ class InspectorConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "capture.updated", "capture": capture})
         if event.get("evicted"):
             await self.send_json({"type": "captures.evicted", "ids": list(event["evicted"])})
+
+    async def frames_added(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "frames.added", "ids": list(event.get("ids") or [])})
 
     async def captures_cleared(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "captures.cleared"})

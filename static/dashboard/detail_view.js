@@ -6,6 +6,7 @@ import { bodyText, copyText } from "./clipboard.js";
 import { el } from "./dom.js";
 import { formatDuration, formatSize, formatTime, statusClass } from "./format.js";
 import { webhookTools } from "./webhook_tools.js";
+import { websocketSection } from "./websocket_view.js";
 
 const TABS = ["Summary", "Headers", "Raw", "Binary"];
 const chosenTab = { request: "Summary", response: "Summary" };
@@ -72,7 +73,7 @@ export function renderDetail(container, detail, actions) {
       : el("section", { class: "message response pending-message" }, el("h3", {}, "Response"), el("p", {}, "Waiting for the response…")),
   );
   // DOM append() would print a missing part as "null": only what is there goes in.
-  container.append(...[head, ...banners, renderPolicy(detail.traffic_policy || []), panes].filter(Boolean));
+  container.append(...[head, ...banners, renderPolicy(detail.traffic_policy || []), websocketSection(detail), panes].filter(Boolean));
 }
 
 // The step that answered instead of the service: the last terminal one (the answer the client saw).
