@@ -52,7 +52,6 @@ MAX_FRAMES = 1000
 MAX_PAYLOAD = 256 * 1024
 MAX_PREFIX = 64 * 1024
 _MAX_CONTROL = 125  # RFC 6455 5.5
-_HEADER_MAX = 14  # 2 + 8 length + 4 mask
 
 
 @dataclass(slots=True)
@@ -134,14 +133,13 @@ class FrameReader:
             return []
         frames: list[Frame] = []
         self._ready = frames
-        view = memoryview(data)
         at = 0
         end = len(data)
         while at < end:
             if self._remaining:
                 take = min(self._remaining, end - at)
                 if self._want:
-                    self._copy(view[at : at + min(take, self._want)])
+                    self._copy(data[at : at + min(take, self._want)])
                 self._remaining -= take
                 self._position += take
                 at += take
@@ -159,11 +157,17 @@ class FrameReader:
                     need = self._header_size(self._buffer)
                 header, self._buffer = self._buffer, b""
             else:
-                need = self._header_size(view[at : at + _HEADER_MAX])
-                if need is None or end - at < need:
-                    self._buffer = bytes(view[at:end])
+                # Inline for speed: this runs once per frame.
+                if end - at < 2:
+                    self._buffer = data[at:end]
                     return frames
-                header = bytes(view[at : at + need])
+                second = data[at + 1]
+                short = second & 0x7F
+                need = (4 if second & 0x80 else 0) + (4 if short == 126 else 10 if short == 127 else 2)
+                if end - at < need:
+                    self._buffer = data[at:end]
+                    return frames
+                header = data[at : at + need]
                 at += need
             if not self._start(header):
                 return frames
@@ -233,10 +237,9 @@ class FrameReader:
             self._frame_done()
         return True
 
-    def _copy(self, piece: memoryview) -> None:
+    def _copy(self, chunk: bytes) -> None:
         frame = self._current
         assert frame is not None
-        chunk = bytes(piece)
         if self._key:
             chunk = _unmask(chunk, self._key, self._position)
         frame.payload += chunk
