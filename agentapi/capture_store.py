@@ -9,6 +9,8 @@ WebSocket frames arrive in batches of their own (`write_frames`), after their ca
 row is inserted only while its capture exists (eviction or a clear may have removed it meanwhile),
 and the connection's counters are upserted beside them. Frame payloads are bounded per connection
 by the recorder's budget (engine/websocket_frames.py) and go with their capture when it is evicted.
+Frames have no database cascade (see models.WebSocketFrame): those whose capture was deleted
+elsewhere (clear, delete one) are swept after `forget_total` and every `_RECOUNT_EVERY` writes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class OrmCaptureStore:
         self._total = 0
         self._recount = True  # read the true total (with SUM) before the next eviction check
         self._writes = 0
+        self._sweep = True  # delete frames whose capture is gone, on the next write
 
     def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
         try:
@@ -54,6 +57,9 @@ class OrmCaptureStore:
                 growth += sum(row["stored_size"] for row in new)
             if changed:
                 growth += self._update(changed)
+        if self._sweep:
+            self._sweep = False
+            self._sweep_frames()
         if self.budget <= 0:
             return []
         try:
@@ -127,6 +133,7 @@ class OrmCaptureStore:
         self._writes += 1
         if self._recount or self._writes % _RECOUNT_EVERY == 0:
             self._recount = False
+            self._sweep = True
             self._total = Capture.objects.aggregate(total=Sum("stored_size"))["total"] or 0
         else:
             self._total += growth
@@ -192,6 +199,24 @@ class OrmCaptureStore:
 
         Called from other threads: it only raises a flag the writer thread reads."""
         self._recount = True
+        self._sweep = True
+
+    def _sweep_frames(self) -> None:
+        """Delete WebSocket frames and counters whose capture is gone (a scan of the frame tables,
+        which the recorder's budgets keep small)."""
+        quote = connection.ops.quote_name
+        captures = quote(Capture._meta.db_table)
+        try:
+            with connection.cursor() as cursor:
+                for child in (WebSocketFrame, WebSocketTotals):
+                    table = quote(child._meta.db_table)
+                    cursor.execute(
+                        f"DELETE FROM {table} WHERE NOT EXISTS"
+                        f" (SELECT 1 FROM {captures} WHERE {captures}.id = {table}.capture_id)"
+                    )
+        except Exception:  # retried later; the captures themselves are stored
+            log.exception("sweeping WebSocket frames of deleted captures failed")
+            self._sweep = True
 
 
 def _datetime_adapter() -> Callable[[float], Any]:

@@ -101,10 +101,16 @@ class WebSocketFrame(models.Model):
 
     `payload` holds its first bytes, unmasked, up to the connection's budget; `size` is the true
     payload length, so a cut is never silent. `seq` numbers the connection's frames in the order
-    their headers were read, both directions together. Deleted with its capture.
+    their headers were read, both directions together. Deleted with its capture (by the store).
     """
 
-    capture = models.ForeignKey(Capture, on_delete=models.CASCADE, related_name="websocket_frames")
+    # No database constraint and no ORM cascade: with a cascading relation, Django (5.2 emulates
+    # ON DELETE CASCADE) loads every capture row, bodies and all, before a "clear all". Frames go
+    # with their capture in the store: evicted by the same id range, and the rows a delete left
+    # behind are swept (OrmCaptureStore).
+    capture = models.ForeignKey(
+        Capture, on_delete=models.DO_NOTHING, db_constraint=False, related_name="websocket_frames"
+    )
     seq = models.IntegerField()
     direction = models.CharField(max_length=8)  # "client" (to the service) or "server"
     time = models.FloatField()  # epoch seconds
@@ -132,7 +138,9 @@ class WebSocketTotals(models.Model):
     and payload bytes each way, how many frames were recorded, and why reading stopped ("" when
     it did not: bytes that broke RFC 6455's framing stop the recorder, never the pipe)."""
 
-    capture = models.OneToOneField(Capture, on_delete=models.CASCADE, primary_key=True, related_name="websocket")
+    capture = models.OneToOneField(  # as WebSocketFrame.capture: swept by the store, not cascaded
+        Capture, on_delete=models.DO_NOTHING, db_constraint=False, primary_key=True, related_name="websocket"
+    )
     client_frames = models.BigIntegerField(default=0)
     server_frames = models.BigIntegerField(default=0)
     client_bytes = models.BigIntegerField(default=0)

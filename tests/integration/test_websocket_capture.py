@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import requests
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from websockets.sync.client import connect
 from websockets.sync.server import Server, ServerConnection, serve
 
@@ -18,7 +20,7 @@ from agentapi.capture_store import OrmCaptureStore
 from agentapi.engine.capture_record import CaptureRecord
 from agentapi.engine.capture_sink import _snapshot
 from agentapi.engine.websocket_frames import FrameRecorder
-from agentapi.models import WebSocketFrame, WebSocketTotals
+from agentapi.models import Capture, WebSocketFrame, WebSocketTotals
 from tests.support.agent_process import AgentProcess
 
 
@@ -150,4 +152,19 @@ def test_the_store_keeps_frames_of_existing_captures_and_evicts_them_with_their_
     assert list(WebSocketTotals.objects.values_list("capture_id", flat=True)) == ["airt_1"]
     evicted = store.write([_capture_row("airt_2", 600)], [])  # past the budget: the oldest goes
     assert evicted == ["airt_1"]
+    assert not WebSocketFrame.objects.exists() and not WebSocketTotals.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clearing_captures_loads_no_rows_and_the_frames_left_behind_are_swept() -> None:
+    store = OrmCaptureStore(budget=0)
+    store.write([_capture_row("airt_1", 10)], [])
+    store.write_frames([_frame("airt_1", 0)], [_totals("airt_1")])
+    with CaptureQueriesContext(connection) as queries:
+        Capture.objects.all().delete()  # what "clear all" runs
+    verbs = [q["sql"].split()[0] for q in queries.captured_queries]
+    assert "SELECT" not in verbs and verbs.count("DELETE") == 1  # one DELETE, no SELECT of every row
+    assert WebSocketFrame.objects.exists()  # until the store's next write
+    store.forget_total()
+    store.write([_capture_row("airt_2", 10)], [])
     assert not WebSocketFrame.objects.exists() and not WebSocketTotals.objects.exists()
