@@ -49,6 +49,14 @@ def store(count: int, *, method: str = "GET", first: int = 0) -> list[str]:
     return [row.id for row in rows]
 
 
+def analysed() -> None:
+    """What autovacuum does for PostgreSQL in real use: its estimate comes from the last ANALYZE
+    (SQLite's from the rowid span needs nothing)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE agentapi_capture")
+
+
 def listed(response) -> list[str]:
     return [capture.id for capture in response.context["cl"].result_list]
 
@@ -62,6 +70,7 @@ def paginator_line(response) -> str:
 
 def test_twelve_thousand_captures_are_counted_honestly_and_the_oldest_reached(admin_client) -> None:
     ids = store(12_505)
+    analysed()
     with CaptureQueriesContext(connection) as queries:
         first = admin_client.get("/admin/agentapi/capture/")
     assert not [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
@@ -80,9 +89,11 @@ def test_twelve_thousand_captures_are_counted_honestly_and_the_oldest_reached(ad
 def test_the_last_page_lists_the_oldest_even_when_rows_in_between_were_deleted(admin_client, monkeypatch) -> None:
     monkeypatch.setattr(capture_admin, "COUNT_CAP", 150)
     ids = store(300)
-    Capture.objects.filter(id__in=ids[100:140]).delete()  # the rowid span now overstates by 40
+    Capture.objects.filter(id__in=ids[100:140]).delete()  # SQLite's rowid span now overstates by 40
+    analysed()
     first = admin_client.get("/admin/agentapi/capture/")
-    assert "about 300 captures" in paginator_line(first)
+    expected = "about 300 captures" if connection.vendor == "sqlite" else "about 260 captures"
+    assert expected in paginator_line(first)
     last = admin_client.get("/admin/agentapi/capture/?p=3")
     assert listed(last)[-1] == ids[0]
 

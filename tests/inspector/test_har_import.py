@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import StreamingHttpResponse
 from django.test import Client
@@ -229,7 +229,14 @@ def test_the_import_needs_the_csrf_token() -> None:
 
 
 @pytest.mark.django_db
-def test_open_inspectors_get_the_imported_rows_as_new_captures(client: Client) -> None:
+def test_open_inspectors_get_the_imported_rows_as_new_captures(
+    client: Client, settings: Any, request: pytest.FixtureRequest
+) -> None:
+    # A channel made outside a consumer: the in-memory layer's (the Redis layer of REDIS_URL only
+    # hands out channels to consumers); the Redis layer itself is exercised by tests/services.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    request.addfinalizer(channel_layers.backends.clear)  # later tests get the configured layer
     layer = get_channel_layer()
     assert layer is not None
     channel = async_to_sync(layer.new_channel)()

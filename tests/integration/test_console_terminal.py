@@ -53,7 +53,11 @@ class Tmux:
         return done.stdout
 
     def start(self, command: list[str], env: dict[str, str]) -> None:
-        shown = " ".join(shlex.quote(part) for part in ["env", *(f"{k}={v}" for k, v in env.items()), *command])
+        # Each agent its own SQLite and in-memory layer, also where CI exports DATABASE_URL/REDIS_URL
+        # (the tmux server passes the test's environment on), as tests/support/agent_process does.
+        unset = ["-u", "DATABASE_URL", "-u", "REDIS_URL"]
+        parts = ["env", *unset, *(f"{k}={v}" for k, v in env.items()), *command]
+        shown = " ".join(shlex.quote(part) for part in parts)
         # The exit status goes to a file; the pane stays open meanwhile so its screen can be read.
         script = f"cd {shlex.quote(str(ROOT))} && {shown}; echo $? > {shlex.quote(str(self.status_file))}; sleep 60"
         self.tmux("new-session", "-d", "-s", "agent", "-x", str(self.width), "-y", str(self.height), script)
@@ -199,7 +203,8 @@ def test_with_log_stdout_a_terminal_gets_only_log_lines_and_no_console(
 def test_without_a_terminal_the_agent_draws_no_console(tmp_path: Path, upstream: Upstream) -> None:
     # stdout a pipe (a service, a CI log, `| tee`): console_ui's default, iftty, shows nothing.
     command = [sys.executable, "manage.py", "agent", "http", str(upstream.port), "--web-addr", "127.0.0.1:0"]
-    env = {**os.environ, **agent_env(tmp_path / "data")}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {**inherited, **agent_env(tmp_path / "data")}
     with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as agent:
         assert agent.stdout is not None
         deadline = time.monotonic() + 30
