@@ -350,6 +350,9 @@ class Run:
         self.out["api_list_50"] = page_latency(web, "/api/requests/http?limit=50", 100)
         self.out["inspector_first_page"] = page_latency(web, "/inspect/http", 50)
         self.out["inspector_captures_json"] = page_latency(web, "/inspect/captures.json", 50)
+        # Issue 9: the page stays usable with 100,000 captures: a filter's first page too.
+        self.out["inspector_path_filter"] = page_latency(web, "/inspect/captures.json?path=nowhere-to-be-found", 10)
+        self.out["inspector_body_filter"] = page_latency(web, "/inspect/captures.json?body=nowhere-to-be-found", 10)
 
     def stop(self) -> None:
         for agent in self.agents:
@@ -428,6 +431,8 @@ def summarise(rounds: list[dict[str, Any]], out: dict[str, Any]) -> tuple[str, l
         ("api_list_50", f"API list of 50, {out.get('stored_captures', 0):,} stored"),
         ("inspector_first_page", "inspector first page (HTML, 100 rows)"),
         ("inspector_captures_json", "inspector captures.json (first page)"),
+        ("inspector_path_filter", "inspector captures.json, a path filter matching nothing"),
+        ("inspector_body_filter", "inspector captures.json, a body filter matching nothing"),
     ):
         if key in out:
             lines.append(f"| {label} | {out[key]['p50_ms']:.2f} | {out[key]['p99_ms']:.2f} |")

@@ -42,6 +42,7 @@ def test_the_schema_is_openapi_3_json_listing_every_resource(agent) -> None:
         "/api/endpoints/{name}",
         "/api/requests/http",
         "/api/requests/http/{id}",
+        "/api/requests/http/{id}/websocket",
         "/api/status",
         "/api/tunnels",
         "/api/tunnels/{name}",

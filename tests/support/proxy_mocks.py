@@ -100,6 +100,9 @@ class RecordingSink:
     def record(self, record: CaptureRecord) -> None:
         self.handed.append(record)
 
+    def frames(self, record: CaptureRecord, *, final: bool = False) -> None:
+        """WebSocket frames of a record are stored later by the real sink; here they stay on it."""
+
     @property
     def records(self) -> list[CaptureRecord]:
         unique: dict[str, CaptureRecord] = {}
