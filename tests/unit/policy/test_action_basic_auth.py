@@ -13,10 +13,11 @@ from agentapi.engine.policy import PolicyError, PolicyRuntimeError, load_policy
 from agentapi.engine.policy.actions import basic_auth
 from agentapi.engine.policy.actions.base import REQUEST, Config, PhaseRun
 from agentapi.engine.policy.actions.basic_auth import BasicAuth
-from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
+from agentapi.engine.policy.facts import EndpointFacts, RequestFacts
 from agentapi.engine.policy.outcomes import Respond
 from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
+from tests.support.policy_runs import sample_conn
 
 WHERE = "on_http_request.rules[0].actions[0] (basic-auth).config"
 DOCS_EXAMPLE = """
@@ -39,7 +40,7 @@ on_http_request:
 
 
 def phase_run(authorization: str | None = None) -> PhaseRun:
-    conn = ConnFacts(client_ip="203.0.113.7", client_port=50123, server_ip="127.0.0.1", server_port=8080, start=0.0)
+    conn = sample_conn()
     endpoint = EndpointFacts(
         id="ep_1",
         name="web",

@@ -10,36 +10,16 @@ import pytest
 from agentapi.engine.policy import PolicyError, PolicyRuntimeError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, RESPONSE, Config, PhaseRun
 from agentapi.engine.policy.actions.headers import AddHeaders, RemoveHeaders
-from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from agentapi.engine.policy.facts import RequestFacts, ResponseFacts
 from agentapi.engine.policy.runner import run_phase
-from agentapi.engine.policy.variables import Scope
+from tests.support.policy_runs import RecordingScope, sample_conn, sample_endpoint
 
 WHERE = "on_http_request.rules[0].actions[0] (add-headers).config"
 
 
-class RecordingScope(Scope):
-    """A Scope that remembers which roots were said to have changed."""
-
-    def __init__(self, *, conn: ConnFacts, endpoint: EndpointFacts) -> None:
-        super().__init__(conn=conn, endpoint=endpoint)
-        self.changes: list[str] = []
-
-    def changed(self, root: str) -> None:
-        self.changes.append(root)
-        super().changed(root)
-
-
 def phase_run(phase: str = REQUEST, *, headers: list[tuple[str, str]] | None = None) -> PhaseRun:
-    conn = ConnFacts(client_ip="203.0.113.7", client_port=50123, server_ip="127.0.0.1", server_port=8080, start=0.0)
-    endpoint = EndpointFacts(
-        id="ep_1",
-        name="web",
-        url="https://example.ngrok.app",
-        host="example.ngrok.app",
-        port=443,
-        protocol="https",
-        upstream_url="http://localhost:8080",
-    )
+    conn = sample_conn()
+    endpoint = sample_endpoint()
     scope = RecordingScope(conn=conn, endpoint=endpoint)
     request = RequestFacts(
         method="GET",

@@ -10,10 +10,11 @@ import pytest
 from agentapi.engine.policy import PolicyError, PolicyRuntimeError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, RESPONSE, TCP, Config, PhaseRun
 from agentapi.engine.policy.actions.responses import CloseConnectionAction, CustomResponse, Deny, Redirect
-from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from agentapi.engine.policy.facts import EndpointFacts, RequestFacts, ResponseFacts
 from agentapi.engine.policy.outcomes import CloseConnection, Respond
 from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
+from tests.support.policy_runs import sample_conn
 
 WHERE = "on_http_request.rules[0].actions[0] (x).config"
 MAINTENANCE = (
@@ -25,7 +26,7 @@ MAINTENANCE = (
 def phase_run(
     phase: str = REQUEST, *, target: str = "/", host: str = "example.ngrok.app", scheme: str = "https"
 ) -> PhaseRun:
-    conn = ConnFacts(client_ip="203.0.113.7", client_port=50123, server_ip="127.0.0.1", server_port=8080, start=0.0)
+    conn = sample_conn()
     endpoint = EndpointFacts(
         id="ep_1",
         name="web",

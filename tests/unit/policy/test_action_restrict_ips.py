@@ -10,10 +10,11 @@ import pytest
 from agentapi.engine.policy import PolicyError, PolicyRuntimeError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, RESPONSE, TCP, Config, PhaseRun
 from agentapi.engine.policy.actions.restrict_ips import RestrictIps
-from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts, ResponseFacts
+from agentapi.engine.policy.facts import RequestFacts, ResponseFacts
 from agentapi.engine.policy.outcomes import CloseConnection, Respond
 from agentapi.engine.policy.runner import run_phase
 from agentapi.engine.policy.variables import Scope
+from tests.support.policy_runs import sample_conn, sample_endpoint
 
 WHERE = "on_http_request.rules[0].actions[0] (restrict-ips).config"
 DOCS_HTTP = """
@@ -41,16 +42,8 @@ on_tcp_connect:
 
 
 def phase_run(client_ip: str, phase: str = REQUEST) -> PhaseRun:
-    conn = ConnFacts(client_ip=client_ip, client_port=50123, server_ip="127.0.0.1", server_port=8080, start=0.0)
-    endpoint = EndpointFacts(
-        id="ep_1",
-        name="web",
-        url="https://example.ngrok.app",
-        host="example.ngrok.app",
-        port=443,
-        protocol="https",
-        upstream_url="http://localhost:8080",
-    )
+    conn = sample_conn(client_ip)
+    endpoint = sample_endpoint()
     scope = Scope(conn=conn, endpoint=endpoint)
     if phase == TCP:
         return PhaseRun(phase=phase, scope=scope, conn=conn)

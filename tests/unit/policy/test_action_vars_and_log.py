@@ -12,10 +12,10 @@ import pytest
 from agentapi.engine.policy import PolicyError, load_policy
 from agentapi.engine.policy.actions.base import REQUEST, TCP, Config, PhaseRun
 from agentapi.engine.policy.actions.vars_and_log import Log, SetVars
-from agentapi.engine.policy.facts import ConnFacts, EndpointFacts, RequestFacts
+from agentapi.engine.policy.facts import RequestFacts
 from agentapi.engine.policy.outcomes import Respond
 from agentapi.engine.policy.runner import run_phase
-from agentapi.engine.policy.variables import Scope
+from tests.support.policy_runs import RecordingScope, sample_conn, sample_endpoint
 
 WHERE = "on_http_request.rules[0].actions[0] (x).config"
 DOCS_BASIC_EXAMPLE = """
@@ -41,29 +41,9 @@ on_http_request:
 """
 
 
-class RecordingScope(Scope):
-    """A Scope that remembers which roots were said to have changed."""
-
-    def __init__(self, *, conn: ConnFacts, endpoint: EndpointFacts) -> None:
-        super().__init__(conn=conn, endpoint=endpoint)
-        self.changes: list[str] = []
-
-    def changed(self, root: str) -> None:
-        self.changes.append(root)
-        super().changed(root)
-
-
 def phase_run(phase: str = REQUEST) -> PhaseRun:
-    conn = ConnFacts(client_ip="203.0.113.7", client_port=50123, server_ip="127.0.0.1", server_port=8080, start=0.0)
-    endpoint = EndpointFacts(
-        id="ep_1",
-        name="web",
-        url="https://example.ngrok.app",
-        host="example.ngrok.app",
-        port=443,
-        protocol="https",
-        upstream_url="http://localhost:8080",
-    )
+    conn = sample_conn()
+    endpoint = sample_endpoint()
     scope = RecordingScope(conn=conn, endpoint=endpoint)
     if phase == TCP:
         return PhaseRun(phase=phase, scope=scope, conn=conn)
