@@ -547,23 +547,28 @@ def test_pooled_endpoints_share_one_url_in_turn(policy_agent: AgentProcess, serv
     assert {_get(f"http://127.0.0.1:{port}/q{i}")[1]["x-member"] for i in range(3)} == {"b"}
 
 
+def _put_labelled(agent: AgentProcess, name: str, upstream: str, label: str) -> dict[str, Any]:
+    """PUT the endpoint `name` with a policy that labels each response `x-policy: <label>`."""
+    response = agent.api(
+        "PUT",
+        f"/api/endpoints/{name}",
+        {
+            "upstream": {"url": upstream},
+            "traffic_policy": "on_http_response:\n  - actions:\n      - type: add-headers\n"
+            f"        config:\n          headers:\n            x-policy: {label}\n",
+        },
+    )
+    assert response.status_code in (200, 201), response.text
+    return dict(response.json())
+
+
 def test_a_new_policy_replaces_the_old_without_dropping_open_connections(
     policy_agent: AgentProcess, service: ThreadingHTTPServer
 ) -> None:
     name = f"swap-{next(_names)}"
 
     def put(label: str) -> dict[str, Any]:
-        response = policy_agent.api(
-            "PUT",
-            f"/api/endpoints/{name}",
-            {
-                "upstream": {"url": str(service.server_address[1])},
-                "traffic_policy": "on_http_response:\n  - actions:\n      - type: add-headers\n"
-                f"        config:\n          headers:\n            x-policy: {label}\n",
-            },
-        )
-        assert response.status_code in (200, 201), response.text
-        return dict(response.json())
+        return _put_labelled(policy_agent, name, str(service.server_address[1]), label)
 
     url = put("one")["url"]
     connection = http.client.HTTPConnection(url.split("://")[1], timeout=30)
@@ -587,17 +592,7 @@ def test_a_file_tunnels_policy_is_swapped_without_dropping_connections(
     name = f"files-{next(_names)}"
 
     def put(label: str) -> dict[str, Any]:
-        response = policy_agent.api(
-            "PUT",
-            f"/api/endpoints/{name}",
-            {
-                "upstream": {"url": f"file://{tmp_path}"},
-                "traffic_policy": "on_http_response:\n  - actions:\n      - type: add-headers\n"
-                f"        config:\n          headers:\n            x-policy: {label}\n",
-            },
-        )
-        assert response.status_code in (200, 201), response.text
-        return dict(response.json())
+        return _put_labelled(policy_agent, name, f"file://{tmp_path}", label)
 
     url = put("one")["url"]
     connection = http.client.HTTPConnection(url.split("://")[1], timeout=30)
