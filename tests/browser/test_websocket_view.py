@@ -3,32 +3,23 @@ shows the selected one as JSON, text or hex, and follows new frames live while i
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.server import Server
 
 from tests.support.agent_process import AgentProcess
+from tests.support.websocket_echo import websocket_echo
 
 pytestmark = pytest.mark.browser
 
 
-def _echo(connection: ServerConnection) -> None:
-    for message in connection:
-        connection.send(message)
-
-
 @pytest.fixture
 def echo_service() -> Iterator[Server]:
-    server = serve(_echo, "127.0.0.1", 0, compression=None)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join(5)
+    with websocket_echo() as server:
+        yield server
 
 
 def test_the_websocket_section_shows_the_frames_and_follows_them_live(

@@ -4,7 +4,6 @@ frames of the upgraded connection show in the API's extension, and the echo is u
 from __future__ import annotations
 
 import base64
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ import requests
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from websockets.sync.client import connect
-from websockets.sync.server import Server, ServerConnection, serve
+from websockets.sync.server import Server
 
 from agentapi.capture_store import OrmCaptureStore
 from agentapi.engine.capture_record import CaptureRecord
@@ -22,21 +21,13 @@ from agentapi.engine.capture_sink import _snapshot
 from agentapi.engine.websocket_frames import FrameRecorder
 from agentapi.models import Capture, WebSocketFrame, WebSocketTotals
 from tests.support.agent_process import AgentProcess
-
-
-def _echo(connection: ServerConnection) -> None:
-    for message in connection:
-        connection.send(message)
+from tests.support.websocket_echo import websocket_echo
 
 
 @pytest.fixture
 def echo_service() -> Iterator[Server]:
-    server = serve(_echo, "127.0.0.1", 0, compression=None)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    thread.join(5)
+    with websocket_echo() as server:
+        yield server
 
 
 def _websocket_capture(agent: AgentProcess) -> dict[str, Any]:
