@@ -14,34 +14,15 @@ import pytest
 
 from tests.integration.test_http_tunnel import raw_exchange, wait_for_captures
 from tests.support.agent_process import AgentProcess
+from tests.support.raw_service import Handler, raw_services
 from tests.support.upstream import free_port
-
-Handler = Callable[[socket.socket], None]
 
 
 @pytest.fixture
 def service() -> Iterator[Callable[[Handler], int]]:
     """A loopback service running `handler(connection)` for each connection; returns its port."""
-    listeners: list[socket.socket] = []
-
-    def start(handler: Handler) -> int:
-        listener = socket.create_server(("127.0.0.1", 0))
-        listeners.append(listener)
-
-        def accept() -> None:
-            while True:
-                try:
-                    connection, _ = listener.accept()
-                except OSError:
-                    return
-                threading.Thread(target=handler, args=(connection,), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-        return int(listener.getsockname()[1])
-
-    yield start
-    for listener in listeners:
-        listener.close()
+    with raw_services() as start:
+        yield start
 
 
 def read_request_head(connection: socket.socket) -> bytes:

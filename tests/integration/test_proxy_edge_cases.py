@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration.test_http_tunnel import wait_for_captures
 from tests.support.agent_process import AgentProcess
+from tests.support.raw_service import Handler, raw_services
 
 
 def read_head(conn: socket.socket) -> bytes | None:
@@ -38,28 +39,10 @@ def read_response(sock: socket.socket, timeout: float = 10) -> tuple[bytes, byte
 
 
 @pytest.fixture
-def raw_upstream() -> Iterator[Callable[[Callable[[socket.socket], None]], int]]:
+def raw_upstream() -> Iterator[Callable[[Handler], int]]:
     """A loopback server running `handler(connection)` per connection; returns its port."""
-    listeners: list[socket.socket] = []
-
-    def start(handler: Callable[[socket.socket], None]) -> int:
-        listener = socket.create_server(("127.0.0.1", 0))
-        listeners.append(listener)
-
-        def accept() -> None:
-            while True:
-                try:
-                    connection, _ = listener.accept()
-                except OSError:
-                    return
-                threading.Thread(target=handler, args=(connection,), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-        return int(listener.getsockname()[1])
-
-    yield start
-    for listener in listeners:
-        listener.close()
+    with raw_services() as start:
+        yield start
 
 
 def answer_each(connection: socket.socket, body_for: Callable[[bytes], bytes] = lambda path: b"answer " + path) -> None:
