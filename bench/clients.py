@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy_bench import WRK, WRK_SCRIPT, taskset
+from proxy_bench import WRK, WRK_SCRIPT, one_request, taskset
 
 HERE = Path(__file__).resolve().parent
 WEBHOOK = json.dumps(
@@ -74,34 +73,6 @@ def request_bytes(host: str, port: int, method: str, path: str, close: bool) -> 
         head += f"Content-Type: application/json\r\nContent-Length: {len(WEBHOOK)}\r\n"
         return head.encode() + b"\r\n" + WEBHOOK
     return head.encode() + b"\r\n"
-
-
-def one_request(host: str, port: int, request: bytes) -> tuple[int, bool]:
-    """Connect, send, read the head and Content-Length bytes of body, close:
-    (microseconds from before connect to the last byte, whether it was a whole 200)."""
-    started = time.perf_counter_ns()
-    with socket.create_connection((host, port), timeout=30) as sock:
-        sock.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return (time.perf_counter_ns() - started) // 1000, False
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = -1
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        received = len(body)
-        while received < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += len(chunk)
-        elapsed = (time.perf_counter_ns() - started) // 1000
-    return elapsed, head.startswith(b"HTTP/1.1 200 ") and received == length
 
 
 def fresh_client(host: str, port: int, count: int, warmup: int, method: str, close: bool) -> None:

@@ -630,10 +630,11 @@ def two_write_server(port: int, body_bytes: int) -> None:
         server.serve_forever()
 
 
-def _one_request(port: int, request: bytes) -> tuple[int, bool]:
-    """Connect, send one GET, read the whole response, close: (microseconds to the last byte, ok)."""
+def one_request(host: str, port: int, request: bytes) -> tuple[int, bool]:
+    """Connect, send, read the head and Content-Length bytes of body, close:
+    (microseconds from before connect to the last byte, whether it was a whole 200)."""
     started = time.perf_counter_ns()
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+    with socket.create_connection((host, port), timeout=30) as sock:
         sock.sendall(request)
         data = b""
         while b"\r\n\r\n" not in data:
@@ -663,13 +664,13 @@ def two_write_client(port: int, count: int, warmup: int) -> None:
     a browser's first visit: connect, GET, read, close); prints their latencies as JSON."""
     request = b"GET /page HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: proxy-bench\r\nAccept: */*\r\n\r\n" % port
     for _ in range(warmup):
-        _one_request(port, request)
+        one_request("127.0.0.1", port, request)
     print("ready", flush=True)
     sys.stdin.readline()
     latencies, errors = [], 0
     for _ in range(count):
         try:
-            us, ok = _one_request(port, request)
+            us, ok = one_request("127.0.0.1", port, request)
         except OSError:
             errors += 1
             continue
@@ -1040,10 +1041,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def add_tunnel(agent: Agent, name: str, port: int, *, inspect: bool = True, traffic_policy: str = "") -> int:
-    """Start an HTTP tunnel to 127.0.0.1:port on a running agent (inspected unless told, with the
-    Traffic Policy given as YAML text, if any); its public port."""
-    definition: dict[str, Any] = {"name": name, "proto": "http", "addr": f"127.0.0.1:{port}", "inspect": inspect}
+def add_tunnel(
+    agent: Agent, name: str, port: int = 0, *, addr: str = "", inspect: bool = True, traffic_policy: str = ""
+) -> int:
+    """Start an HTTP tunnel to 127.0.0.1:port (or `addr`) on a running agent (inspected unless
+    told, with the Traffic Policy given as YAML text, if any); its public port. RuntimeError with
+    the API's answer when refused."""
+    definition: dict[str, Any] = {
+        "name": name,
+        "proto": "http",
+        "addr": addr or f"127.0.0.1:{port}",
+        "inspect": inspect,
+    }
     if traffic_policy:
         definition["traffic_policy"] = traffic_policy
     request = urllib.request.Request(

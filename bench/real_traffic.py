@@ -54,6 +54,7 @@ from proxy_bench import (
     WRK,
     Agent,
     Nginx,
+    add_tunnel,
     busy_ticks,
     cpu_ticks,
     free_port,
@@ -88,23 +89,6 @@ def wait_listening(host: str, port: int, proc: subprocess.Popen[Any], what: str,
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on {host}:{port}")
-
-
-def add_tunnel(agent: Agent, name: str, addr: str) -> int:
-    """Start an HTTP tunnel named `name` to `addr` on a running agent (inspection as the agent's);
-    its public port. RuntimeError with the API's answer when refused."""
-    definition = {"name": name, "proto": "http", "addr": addr, "inspect": agent.inspect}
-    request = urllib.request.Request(
-        agent.api + "/tunnels",
-        data=json.dumps(definition).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(json.loads(response.read())["public_url"].rsplit(":", 1)[1])
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(f"adding tunnel {name}: {error.code} {error.read()[:2000]!r}") from None
 
 
 def measured(
@@ -238,11 +222,15 @@ class Run:
         for name, (host, port, addr) in services.items():
             self.ports[name] = {"direct": (host, port)}
             for agent in (self.off, self.on):
-                tunnel = agent.port() if name == "nginx" else add_tunnel(agent, name.split()[0], addr)
+                tunnel = (
+                    agent.port()
+                    if name == "nginx"
+                    else add_tunnel(agent, name.split()[0], addr=addr, inspect=agent.inspect)
+                )
                 self.ports[name][agent.name] = ("127.0.0.1", tunnel)
         self.ports["nginx"]["nginx-proxy"] = ("127.0.0.1", px)
-        self.upload_port = add_tunnel(self.on, "upload", f"127.0.0.1:{discard}")
-        self.probe_port = add_tunnel(self.on, "probe", f"127.0.0.1:{up}")
+        self.upload_port = add_tunnel(self.on, "upload", discard, inspect=self.on.inspect)
+        self.probe_port = add_tunnel(self.on, "probe", up, inspect=self.on.inspect)
         for agent in (self.off, self.on):
             wait_idle(agent.pid)
         self.rss_start = {agent.name: status_kb(agent.pid)["VmRSS"] / 1024 for agent in self.agents}
