@@ -184,10 +184,36 @@ def wait_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float 
 
 
 def cpu_ticks(pid: int) -> int:
-    """utime+stime of the whole process (all threads), in clock ticks."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """utime+stime of the process and its live descendants (all threads: an agent with `--workers`
+    runs its engine in child processes), in clock ticks."""
+    return sum(_own_cpu_ticks(p) for p in process_tree(pid))
+
+
+def _own_cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # a child that exited between the scan and the read
+        return 0
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), counted after "(comm)"
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants, from /proc/*/stat's parent pids."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
 
 
 def main_thread_ticks(pid: int) -> int:
@@ -319,6 +345,7 @@ class Agent:
     inspect: bool
     cpus: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # e.g. ["--workers", "2"]
     proc: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
     api: str = ""
@@ -342,6 +369,7 @@ class Agent:
             "--log",
             "stdout",
             f"--inspect={'true' if self.inspect else 'false'}",
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

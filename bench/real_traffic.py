@@ -59,6 +59,7 @@ from proxy_bench import (
     cpu_ticks,
     free_port,
     nginx_conf,
+    process_tree,
     status_kb,
     stop_process,
     upload,
@@ -127,6 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--client-cpus", default="0", help="taskset CPUs of clients and services ('' = unpinned)")
     p.add_argument("--proxy-cpus", default="1", help="taskset CPUs of the agents and nginx-proxy ('' = unpinned)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--max-workers", type=int, default=2, help="the workers block: 1..N engine processes (0: skip)")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.upload_mib, args.probes = 1, 2, 256, 50
@@ -315,6 +317,51 @@ class Run:
         for agent in self.agents:
             self.out.setdefault("capture_queue_full_warnings", {})[agent.name] = len(agent.dropped_warnings())
 
+    def workers_block(self) -> None:
+        """Throughput with 1..max_workers engine processes (`--workers N`, SO_REUSEPORT), inspection
+        off and on, wrk keep-alive c=32 to the nginx page. These agents are not pinned (the point is
+        to use more than one core); wrk and the services stay on the client CPUs, so on this 2-core
+        machine the workers share a core with the client and the service."""
+        a = self.args
+        if a.max_workers < 1:
+            return
+        print(f"  workers 1..{a.max_workers}, wrk keep-alive c=32 (agents unpinned)", flush=True)
+        for agent in (self.off, self.on):
+            agent.stop()  # free their memory and CPU
+        out: dict[str, Any] = {}
+        for inspect in (False, True):
+            for workers in range(1, a.max_workers + 1):
+                name = f"w{workers}-{'on' if inspect else 'off'}"
+                agent = Agent(name, self.tmp / f"agent-{name}", self.nginxes[0].port, inspect, "",
+                              extra_args=["--workers", str(workers)])  # fmt: skip
+                self.agents.append(agent)
+                try:
+                    agent.start()
+                except RuntimeError as error:
+                    out[name] = {"error": str(error).splitlines()[0]}
+                    continue
+                url = f"http://127.0.0.1:{agent.port()}/index.html"
+                run_wrk(url, 32, 1, self.script, a.client_cpus)  # warm-up: every worker has accepted
+                rows = []
+                for _ in range(a.rounds):
+                    rows.append(measured(
+                        agent.pid,
+                        functools.partial(run_wrk, url, 32, a.seconds, self.script, a.client_cpus),
+                        lambda r: int(r["requests"]),
+                    ))  # fmt: skip
+                out[name] = {
+                    "workers": workers,
+                    "inspect": inspect,
+                    "processes": len(process_tree(agent.pid)),
+                    "rps": med([r["rps"] for r in rows]),
+                    "p99_us": med([r["p99_us"] for r in rows]),
+                    "proxy_cpu_us": med([r["proxy_cpu_us"] for r in rows]),
+                    "machine_cores": med([r["machine_cores"] for r in rows]),
+                    "stored_rows": agent.stored()[0] if inspect else None,
+                }
+                agent.stop()
+        self.out["workers"] = out
+
     def stored_lists(self) -> None:
         a = self.args
         print(f"  seeding {a.seed:,} captures", flush=True)
@@ -424,6 +471,24 @@ def summarise(rounds: list[dict[str, Any]], out: dict[str, Any]) -> tuple[str, l
     ):
         if key in out:
             lines.append(f"| {label} | {out[key]['p50_ms']:.2f} | {out[key]['p99_ms']:.2f} |")
+    workers = out.get("workers") or {}
+    if workers:
+        lines.append("\n**Workers** (`--workers N`, SO_REUSEPORT; wrk keep-alive c=32, nginx page; agents unpinned, "
+                     "wrk and nginx on the client CPUs)\n")  # fmt: skip
+        lines.append(
+            "| inspection | workers | processes | req/s | x 1 worker | p99 ms | agent CPU us/req | machine cores busy |"
+        )
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, w in workers.items():
+            if "error" in w:
+                lines.append(f"| {name} | - | - | - | - | - | - | {w['error']} |")
+                continue
+            one = workers.get(f"w1-{'on' if w['inspect'] else 'off'}", {})
+            ratio = w["rps"] / one["rps"] if one.get("rps") else math.nan
+            lines.append(
+                f"| {'on' if w['inspect'] else 'off'} | {w['workers']} | {w['processes']} | {w['rps']:,.0f} "
+                f"| {fmt(ratio, '.2f')} | {w['p99_us'] / 1000:.2f} | {w['proxy_cpu_us']:.1f} | {w['machine_cores']:.2f} |"
+            )
     up = out.get("upload")
     if up:
         lines.append(
@@ -479,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(args.rounds):
             run.round(n)
         run.inspector_view()
+        run.workers_block()
         run.stored_lists()
     finally:
         run.stop()
