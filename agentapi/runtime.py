@@ -38,7 +38,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from .capture_store import OrmCaptureStore
-from .engine.capture_sink import CaptureSink
+from .engine.capture_sink import CaptureSink, CaptureStore
 from .engine.engine import Engine, RunningTunnel
 from .engine.tunnel_spec import TunnelSpec, parse_definition
 from .metrics_history import HISTORY_INTERVAL, MetricsHistory
@@ -54,6 +54,9 @@ from .runtime_errors import (
     TunnelStartError,
 )
 from .tls_identity import https_context
+from .workers import metrics_merge
+from .workers.metrics_merge import State
+from .workers.supervisor import SerialStore, TunnelOrder, WorkerSupervisor
 
 __all__ = [
     "CAPTURES_GROUP",
@@ -119,10 +122,12 @@ class Replacement:
 
 
 class AgentRuntime:
-    def __init__(self, *, inspect_db_size: int = 0, web_allow_hosts: Sequence[str] = ()) -> None:
+    def __init__(self, *, inspect_db_size: int = 0, web_allow_hosts: Sequence[str] = (), workers: int = 1) -> None:
         """`inspect_db_size`: 0 for AGENT_INSPECT_DB_SIZE, -1 for no captures at all.
         `web_allow_hosts`: Host names the web interface answers to on top of AGENT_WEB_ALLOW_HOSTS
-        (the config file's `web_allow_hosts`); see host_allow_list.web_allow_hosts."""
+        (the config file's `web_allow_hosts`); see host_allow_list.web_allow_hosts.
+        `workers`: engine processes sharing each listener (`--workers`, agentapi/workers); 1 is
+        this process alone, with no SO_REUSEPORT."""
         self.agent_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.web_allow_hosts = tuple(web_allow_hosts)
         self._layer = get_channel_layer()
@@ -131,10 +136,16 @@ class AgentRuntime:
         self._mirror_lock = asyncio.Lock()
         self._store: OrmCaptureStore | None = None
         sink = None
+        writes: CaptureStore | None = None  # what the sinks write to
         if inspect_db_size >= 0:
             self._store = OrmCaptureStore(inspect_db_size or settings.AGENT_INSPECT_DB_SIZE)
-            sink = CaptureSink(self._store, self._announce_captures, max_pending=settings.AGENT_CAPTURE_QUEUE)
+            # With workers their batches are written here too: one writer at a time.
+            writes = SerialStore(self._store) if workers > 1 else self._store
+            sink = CaptureSink(writes, self._announce_captures, max_pending=settings.AGENT_CAPTURE_QUEUE)
         self._sink = sink
+        self._workers: WorkerSupervisor | None = None
+        if workers > 1:
+            self._workers = WorkerSupervisor(workers - 1, store=writes, announce=self._announce_captures)
         self._engine = Engine(
             sink=sink,
             capture_limit=settings.AGENT_CAPTURE_LIMIT,
@@ -142,6 +153,7 @@ class AgentRuntime:
             head_timeout=settings.AGENT_HEAD_TIMEOUT,
             idle_timeout=settings.AGENT_IDLE_TIMEOUT,
             response_head_limit=settings.AGENT_RESPONSE_HEAD_LIMIT,
+            reuse_port=workers > 1,
         )
         # Definitions mirrored as the caller gave them where they differ from what the engine
         # runs (an endpoint echoes its upstream.url back as posted), so a written-back row matches.
@@ -164,6 +176,8 @@ class AgentRuntime:
         if self._sink is not None:
             self._sink.start()
         self._engine.start()
+        if self._workers is not None:
+            await self._workers.start()
         self._history_task = asyncio.get_running_loop().create_task(self._sample_metrics(), name="metrics-history")
         _current = self
 
@@ -175,6 +189,9 @@ class AgentRuntime:
             self._history_task.cancel()
             self._history_task = None
         await self.peers.close()
+        if self._workers is not None:
+            # Their listeners first, then their captures, stored through this process's sink's store.
+            await self._workers.close()
         await self._engine.close()
         await sync_to_async(self.peers.remove_own_rows)()
         if self._sink is not None:
@@ -193,9 +210,10 @@ class AgentRuntime:
         `shown_definition` is what the mirror row keeps instead of `definition` (an endpoint as
         posted). Raises TunnelConfigError, TunnelExists (here or in another agent), TunnelStartError.
         """
+        name = name or definition.get("name") or await self._fresh_name(definition)
         specs = await self._specs(definition, name)
         async with self._mirror_lock:
-            started = await self._start_specs(specs, shown_definition)
+            started = await self._start_specs(specs, shown_definition, definition, str(name))
         for tunnel in started:
             await self._announce_tunnel("tunnel.started", tunnel.name)
         return [self._info(tunnel) for tunnel in started]
@@ -211,7 +229,9 @@ class AgentRuntime:
             )
         return parse_definition(definition, name=name, public_host=settings.AGENT_PUBLIC_HOST)
 
-    async def _start_specs(self, specs: list[TunnelSpec], shown: dict[str, Any] | None) -> list[RunningTunnel]:
+    async def _start_specs(
+        self, specs: list[TunnelSpec], shown: dict[str, Any] | None, definition: dict[str, Any], name: str
+    ) -> list[RunningTunnel]:
         for spec in specs:
             if await sync_to_async(Tunnel.objects.filter(name=spec.name).exists)():
                 raise TunnelExists(f'tunnel "{spec.name}" already exists')
@@ -220,12 +240,16 @@ class AgentRuntime:
             for spec in specs:
                 tunnel = await self._engine.start_tunnel(spec)
                 started.append(tunnel)
+                if self._workers is not None:
+                    await self._workers.start_tunnel(_order(definition, name, tunnel))
                 if shown is not None:
                     self._shown[spec.name] = shown
                 await sync_to_async(self.peers.write_row)(self._row(tunnel))
         except BaseException:
             # Whatever failed (listener, database), leave no listener running without its row.
             for tunnel in started:
+                if self._workers is not None:
+                    await self._workers.stop_tunnel(tunnel.name)
                 await self._engine.stop_tunnel(tunnel.name)
                 self._shown.pop(tunnel.name, None)
                 await sync_to_async(self.peers.remove_row)(tunnel.name)
@@ -247,6 +271,8 @@ class AgentRuntime:
 
     async def _stop_here(self, name: str) -> None:
         async with self._mirror_lock:
+            if self._workers is not None and self._engine.tunnel(name) is not None:
+                await self._workers.stop_tunnel(name)  # the workers' listeners first: none outlives it
             try:
                 await self._engine.stop_tunnel(name)
             except KeyError:
@@ -271,6 +297,8 @@ class AgentRuntime:
             # Only the policy changed: swap it under the running listener, dropping no connection.
             async with self._mirror_lock:
                 swapped = await self._engine.swap_policy(specs[0])
+                if swapped is not None and self._workers is not None:
+                    await self._workers.swap_policy(_order(definition, name, swapped))
                 if swapped is not None:
                     if shown_definition is not None:
                         self._shown[name] = shown_definition
@@ -306,13 +334,29 @@ class AgentRuntime:
     async def tunnel(self, name: str) -> TunnelInfo | None:
         """The tunnel `name` if it runs here, metrics taken now."""
         running = self._engine.tunnel(name)
-        return self._info(running) if running is not None else None
+        if running is None:
+            return None
+        return self._info(running, await self._worker_metrics())
 
     async def tunnels(self) -> list[TunnelInfo]:
         """Every tunnel running here, in the order they started, metrics taken now."""
-        return [self._info(tunnel) for tunnel in self._engine.tunnels()]
+        workers = await self._worker_metrics()
+        return [self._info(tunnel, workers) for tunnel in self._engine.tunnels()]
 
-    def _info(self, tunnel: RunningTunnel) -> TunnelInfo:
+    async def _worker_metrics(self) -> list[tuple[int, dict[str, State]]] | None:
+        """Every worker's metrics of every tunnel (None without workers)."""
+        return await self._workers.metrics() if self._workers is not None else None
+
+    def _metrics(self, tunnel: RunningTunnel, workers: list[tuple[int, dict[str, State]]] | None) -> dict[str, Any]:
+        """The tunnel's metrics as the API shows them: this process's, or summed over the workers
+        (metrics_merge.py) when there are some."""
+        if workers is None:
+            return tunnel.metrics.snapshot()
+        parts = [(os.getpid(), metrics_merge.state(tunnel.metrics))]
+        parts += [(pid, states[tunnel.name]) for pid, states in workers if tunnel.name in states]
+        return metrics_merge.merged_snapshot(parts)
+
+    def _info(self, tunnel: RunningTunnel, workers: list[tuple[int, dict[str, State]]] | None = None) -> TunnelInfo:
         spec = tunnel.spec
         return TunnelInfo(
             name=spec.name,
@@ -321,7 +365,7 @@ class AgentRuntime:
             addr=spec.addr,
             inspect=spec.inspect,
             upstream_host=spec.upstream.netloc,
-            metrics=tunnel.metrics.snapshot(),
+            metrics=self._metrics(tunnel, workers),
             traffic_policy=spec.policy.source if spec.policy is not None else "",
         )
 
@@ -346,12 +390,20 @@ class AgentRuntime:
     def _running_rows(self) -> list[MirrorRow]:
         return [self._row(tunnel) for tunnel in self._engine.tunnels()]
 
+    def worker_pids(self) -> str:
+        """This process's id then its workers' (`--workers`), comma-separated, for the log."""
+        pids = [os.getpid(), *(self._workers.pids if self._workers is not None else [])]
+        return ",".join(str(pid) for pid in pids)
+
     # --- metrics history --------------------------------------------------------------------
     async def _sample_metrics(self) -> None:
         # One snapshot a tunnel a second (two sorts of a 1028-value sample): microseconds a tunnel.
         while True:
             try:
-                self._history.record(time.time(), [(t.spec.name, t.metrics.snapshot()) for t in self._engine.tunnels()])
+                workers = await self._worker_metrics()
+                self._history.record(
+                    time.time(), [(t.spec.name, self._metrics(t, workers)) for t in self._engine.tunnels()]
+                )
             except Exception:  # a bad snapshot must not end the history for good
                 log.exception("sampling tunnel metrics failed")
             await asyncio.sleep(HISTORY_INTERVAL)
@@ -455,6 +507,13 @@ class AgentRuntime:
             await self._layer.group_send(group, message)
         except Exception:  # a channel layer outage must not fail tunnel operations
             log.exception("channel layer send failed")
+
+
+def _order(definition: dict[str, Any], name: str, tunnel: RunningTunnel) -> TunnelOrder:
+    """What a worker needs to run `tunnel` as this process does (the port it bound, if any)."""
+    sockets = getattr(tunnel.server, "sockets", None)  # None for an internal endpoint
+    port = sockets[0].getsockname()[1] if sockets else 0
+    return TunnelOrder(definition=definition, name=name, spec_name=tunnel.name, port=port)
 
 
 def _stored_request(capture: Capture) -> tuple[str, bytes, ReplayRefused | None]:

@@ -56,6 +56,8 @@ class ServeOptions:
     log_to_stdout: bool = False
     # What the console shows as Region; "": "local".
     region_label: str = ""
+    # `--workers N`: engine processes sharing each tunnel's port (agentapi/workers); not an ngrok flag.
+    workers: int = 1
 
 
 def run(options: ServeOptions, log: AgentLog) -> None:
@@ -89,8 +91,14 @@ async def serve(options: ServeOptions, log: AgentLog) -> None:
     web_host, web_port = sock.getsockname()[:2]
     web_addr = f"[{web_host}]:{web_port}" if ":" in web_host else f"{web_host}:{web_port}"
 
-    runtime = AgentRuntime(inspect_db_size=options.inspect_db_size, web_allow_hosts=options.web_allow_hosts)
-    await runtime.start()
+    runtime = AgentRuntime(
+        inspect_db_size=options.inspect_db_size, web_allow_hosts=options.web_allow_hosts, workers=options.workers
+    )
+    try:
+        await runtime.start()
+    except RuntimeError as error:  # a worker process that could not start
+        await runtime.close()
+        raise StartupError(str(error)) from None
 
     # The project's ASGI application, named by settings (ASGI_APPLICATION): the agent app imports
     # nothing of the project package.
@@ -167,6 +175,8 @@ async def serve(options: ServeOptions, log: AgentLog) -> None:
     # the default thresholds meant a full collection every ~1.5 s, pausing the loop up to 66 ms.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    if options.workers > 1:
+        log.line("info", "engine workers started", obj="workers", count=options.workers, pids=runtime.worker_pids())
     log.line("info", "agent ready", obj="app", tunnels=len(await runtime.tunnels()))
     main_loop = loop.create_task(server.main_loop())
     stop_wait = loop.create_task(stop.wait())

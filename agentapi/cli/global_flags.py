@@ -47,6 +47,13 @@ def add_global_flags(parser: argparse.ArgumentParser, *, sub: bool, endpoint: bo
     parser.add_argument("--log-format", default=default, choices=LOG_FORMATS, help="log record format")
     parser.add_argument("--log-level", default=default, choices=LOG_LEVELS, help="logging level")
     parser.add_argument("--api-key", default=default, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=default,
+        metavar="N",
+        help="engine processes sharing each tunnel's port (SO_REUSEPORT; default 1); this agent's own, not ngrok's",
+    )
     if endpoint:
         return
     parser.add_argument("--authtoken", default=default, help="accepted and logged: this agent needs no account")
@@ -54,6 +61,17 @@ def add_global_flags(parser: argparse.ArgumentParser, *, sub: bool, endpoint: bo
     parser.add_argument(
         "--metadata", dest="session_metadata", default=default, help="the session's metadata: accepted and logged"
     )
+
+
+def _workers(text: str) -> int:
+    """--workers: a whole number from 1 (this process alone) to 64."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: a whole number expected") from None
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"invalid value {count}: from 1 to 64")
+    return count
 
 
 def config_paths(options: dict[str, Any]) -> list[Path]:

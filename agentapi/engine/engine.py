@@ -132,8 +132,13 @@ class Engine:
         head_timeout: float = 30.0,
         idle_timeout: float = 90.0,
         response_head_limit: int = 64 * 1024,
+        reuse_port: bool = False,
     ) -> None:
+        """`reuse_port`: bind every listener with SO_REUSEPORT, so the other engine processes of
+        `--workers N` (agentapi/workers) can bind the same address and the kernel spreads the
+        connections among them. Off with one process: a second agent on a taken port is refused."""
         self.sink = sink
+        self.reuse_port = reuse_port
         self.response_head_limit = response_head_limit
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
@@ -295,6 +300,7 @@ class Engine:
                 spec.listen_host,
                 spec.listen_port,
                 reuse_address=True,
+                reuse_port=self.reuse_port or None,
                 backlog=1024,
                 ssl=self._public_tls(spec),
             )

@@ -1,0 +1,312 @@
+"""The main process's side of `--workers N`: starts the N-1 worker processes, fans tunnel changes
+out to them, stores their captures, gathers their metrics, restarts one that dies.
+
+Rules (the runtime calls these under its own lock, after its own engine did the same):
+- A tunnel is started only when every live worker has it: `start_tunnel` sends the definition and
+  the port the main process bound (with SO_REUSEPORT) to each worker; a refusal stops it in the
+  workers that took it and raises (the runtime then stops it in its own engine). A worker that is
+  down meanwhile gets it when it is restarted (`orders` are replayed, in the order given).
+- `stop_tunnel` closes it in every worker; `swap_policy` swaps the Traffic Policy in each.
+- Captures: a worker's sink calls `write`/`write_frames` over the channel; they run here on one
+  thread of their own through `SerialStore`, whose lock the main sink's writer takes too, so the
+  store (not thread-safe, keeping the running byte total) has one writer at a time. A worker's
+  `announce` goes to the runtime's announce: the inspector, the console and the channel layer
+  see every process's captures.
+- Death: a worker whose channel ends while the agent runs is logged and started again with the
+  running tunnels (its open connections were lost, no others); retried with a growing pause
+  (0.5 s to 10 s) if it cannot start. `close()` asks each worker to close its listeners and
+  flush its captures (stored here), then ends the channel; one that does not exit in time is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentapi.engine.capture_sink import CaptureStore
+from agentapi.engine.engine import TunnelExists, TunnelStartError
+from agentapi.engine.tunnel_spec import TunnelConfigError
+
+from .metrics_merge import State
+from .wire import Channel, ChannelClosed, RemoteError
+
+log = logging.getLogger(__name__)
+
+Announce = Callable[[dict[str, Any]], Awaitable[None]]
+
+# django.setup() and the imports take about a second on an idle machine; much longer when loaded.
+START_TIMEOUT = 60.0
+CALL_TIMEOUT = 30.0
+METRICS_TIMEOUT = 2.0
+EXIT_TIMEOUT = 10.0
+ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (TunnelConfigError, TunnelStartError, TunnelExists)}
+
+
+@dataclass(frozen=True)
+class TunnelOrder:
+    """What a worker needs to run a tunnel as the main process does: the definition and name as
+    given to parse_definition, which of its specs (`spec_name`), and the port bound (0: none)."""
+
+    definition: dict[str, Any]
+    name: str
+    spec_name: str
+    port: int
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return (self.definition, self.name, self.spec_name, self.port)
+
+
+class SerialStore:
+    """A capture store (engine/capture_sink.CaptureStore + FrameStore) behind one lock, so the
+    main sink's writer thread and the workers' writes take turns."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+
+    def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
+        with self._lock:
+            evicted: list[str] = self._store.write(new, changed)
+            return evicted
+
+    def write_frames(self, frames: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._store.write_frames(frames, totals)
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    index: int  # 1..N-1 (the main process is 0)
+    pid: int
+    proc: asyncio.subprocess.Process
+    channel: Channel
+    serving: asyncio.Task[None]
+
+
+class WorkerSupervisor:
+    def __init__(self, count: int, *, store: CaptureStore | None, announce: Announce) -> None:
+        """`count` worker processes (the agent's --workers minus the main process). `store`: the
+        SerialStore their captures go to, None for no captures (inspect_db_size -1)."""
+        self.count = count
+        self._store = store
+        self._announce = announce
+        self._workers: dict[int, WorkerProcess] = {}
+        self.orders: dict[str, TunnelOrder] = {}  # by spec name, in start order
+        self._lock = asyncio.Lock()
+        self._closing = False
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-captures")
+        self.restarts = 0
+
+    @property
+    def pids(self) -> list[int]:
+        """The live workers' process ids, by index."""
+        return [self._workers[index].pid for index in sorted(self._workers)]
+
+    async def start(self) -> None:
+        """Start every worker and wait until each answers. Raises RuntimeError."""
+        async with self._lock:
+            for index in range(1, self.count + 1):
+                self._workers[index] = await self._spawn(index)
+
+    async def _spawn(self, index: int) -> WorkerProcess:
+        from django.conf import settings
+
+        base = str(Path(settings.BASE_DIR))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (base, env.get("PYTHONPATH", "")) if p)
+        parent, child = socket.socketpair()
+        config = json.dumps({"index": index, "captures": self._store is not None})
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "agentapi.workers.worker_main",
+                str(child.fileno()),
+                config,
+                pass_fds=(child.fileno(),),
+                env=env,
+                cwd=base,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+        holder: list[WorkerProcess] = []
+
+        async def handle(kind: str, args: tuple[Any, ...]) -> Any:
+            return await self._handle(holder[0] if holder else None, kind, args)
+
+        channel = Channel(reader, writer, handle, errors=ERRORS)
+        serving = asyncio.get_running_loop().create_task(channel.serve(), name=f"worker-{index}")
+        try:
+            pid = await channel.call("ping", timeout=START_TIMEOUT)
+        except (ChannelClosed, TimeoutError, RemoteError) as error:
+            channel.close()
+            await _end(proc)
+            raise RuntimeError(f"worker {index} did not start: {error or type(error).__name__}") from None
+        worker = WorkerProcess(index=index, pid=pid, proc=proc, channel=channel, serving=serving)
+        holder.append(worker)
+        watcher = asyncio.get_running_loop().create_task(self._watch(worker), name=f"worker-{index}-watch")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return worker
+
+    async def _handle(self, worker: WorkerProcess | None, kind: str, args: tuple[Any, ...]) -> Any:
+        loop = asyncio.get_running_loop()
+        if kind == "write" and self._store is not None:
+            return await loop.run_in_executor(self._executor, self._store.write, *args)
+        if kind == "write_frames" and self._store is not None:
+            write_frames = getattr(self._store, "write_frames", None)
+            if write_frames is not None:
+                await loop.run_in_executor(self._executor, write_frames, *args)
+            return None
+        if kind == "announce":
+            await self._announce(args[0])
+            return None
+        raise ValueError(f"unknown request {kind!r} from worker {worker.index if worker else '?'}")
+
+    # --- tunnels ------------------------------------------------------------------------------
+    async def start_tunnel(self, order: TunnelOrder) -> None:
+        """Run `order` in every worker. Raises TunnelStartError, TunnelConfigError, TunnelExists
+        (a worker refused it; the workers that took it have stopped it)."""
+        async with self._lock:
+            self.orders[order.spec_name] = order  # a worker restarted meanwhile takes it too
+            done: list[WorkerProcess] = []
+            try:
+                for worker in list(self._workers.values()):
+                    try:
+                        await worker.channel.call("start", *order.args, timeout=CALL_TIMEOUT)
+                    except ChannelClosed:
+                        continue  # it died: its restart replays the orders, this one included
+                    except (TimeoutError, RemoteError) as error:
+                        raise TunnelStartError(f"worker {worker.index} could not start the tunnel: {error}") from None
+                    done.append(worker)
+            except BaseException:
+                self.orders.pop(order.spec_name, None)
+                for worker in done:
+                    with contextlib.suppress(Exception):
+                        await worker.channel.call("stop", order.spec_name, timeout=CALL_TIMEOUT)
+                raise
+
+    async def stop_tunnel(self, spec_name: str) -> None:
+        """Close the tunnel in every worker (those that do not run it say so; no error)."""
+        async with self._lock:
+            self.orders.pop(spec_name, None)
+            for worker in list(self._workers.values()):
+                try:
+                    await worker.channel.call("stop", spec_name, timeout=CALL_TIMEOUT)
+                except (ChannelClosed, TimeoutError, RemoteError) as error:
+                    log.warning("worker %d: stopping %s failed: %s", worker.index, spec_name, error)
+
+    async def swap_policy(self, order: TunnelOrder) -> None:
+        """Swap the tunnel's Traffic Policy in every worker (the main process already did, so its
+        actions prepared; a worker that fails is logged and restarted with the new definition)."""
+        async with self._lock:
+            self.orders[order.spec_name] = order
+            for worker in list(self._workers.values()):
+                try:
+                    swapped = await worker.channel.call("swap", *order.args, timeout=CALL_TIMEOUT)
+                except ChannelClosed:
+                    continue
+                except Exception as error:
+                    swapped = error
+                if swapped is not True:
+                    log.warning(
+                        "worker %d: policy swap of %s failed (%s); restarting it", worker.index, order.name, swapped
+                    )
+                    worker.proc.kill()
+
+    # --- metrics ------------------------------------------------------------------------------
+    async def metrics(self) -> list[tuple[int, dict[str, State]]]:
+        """(pid, {tunnel name: metrics_merge.state}) of each live worker; one that does not answer
+        within METRICS_TIMEOUT is left out."""
+        workers = list(self._workers.values())
+        answers = await asyncio.gather(
+            *(worker.channel.call("metrics", timeout=METRICS_TIMEOUT) for worker in workers), return_exceptions=True
+        )
+        return [
+            (worker.pid, answer) for worker, answer in zip(workers, answers, strict=True) if isinstance(answer, dict)
+        ]
+
+    # --- lifetime -----------------------------------------------------------------------------
+    async def _watch(self, worker: WorkerProcess) -> None:
+        await worker.serving
+        status = await _end(worker.proc)
+        if self._closing:
+            return
+        log.warning(
+            "worker %d (pid %d) exited with status %s; starting it again with %d tunnels",
+            worker.index,
+            worker.pid,
+            status,
+            len(self.orders),
+        )
+        pause = 0.5
+        while not self._closing:
+            async with self._lock:
+                if self._closing or self._workers.get(worker.index) is not worker:
+                    return
+                try:
+                    fresh = await self._spawn(worker.index)
+                except Exception as error:
+                    log.warning("worker %d could not start: %s", worker.index, error)
+                else:
+                    try:
+                        for order in self.orders.values():
+                            await fresh.channel.call("start", *order.args, timeout=CALL_TIMEOUT)
+                    except Exception as error:
+                        log.warning("worker %d could not start its tunnels: %s", worker.index, error)
+                        fresh.channel.close()  # its watcher sees the end and tries again
+                        self._workers[worker.index] = fresh
+                        return
+                    self._workers[worker.index] = fresh
+                    self.restarts += 1
+                    log.warning("worker %d started again (pid %d)", worker.index, fresh.pid)
+                    return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 10.0)
+
+    async def close(self) -> None:
+        """Close every worker: listeners, then their pending captures (stored here), then exit."""
+        self._closing = True
+        async with self._lock:
+            workers = list(self._workers.values())
+            await asyncio.gather(*(self._close_one(worker) for worker in workers))
+            self._workers.clear()
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        self._executor.shutdown(wait=True)
+
+    async def _close_one(self, worker: WorkerProcess) -> None:
+        try:
+            await worker.channel.call("close", timeout=CALL_TIMEOUT)
+        except (ChannelClosed, TimeoutError, RemoteError) as error:
+            log.warning("worker %d did not close in order: %s", worker.index, error)
+        worker.channel.close()
+        await _end(worker.proc)
+
+
+async def _end(proc: asyncio.subprocess.Process) -> int | None:
+    """Wait for the process to exit; kill it after EXIT_TIMEOUT. Its exit status."""
+    try:
+        async with asyncio.timeout(EXIT_TIMEOUT):
+            return await proc.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        return await proc.wait()

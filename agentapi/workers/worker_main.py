@@ -1,0 +1,200 @@
+"""A worker process of `--workers N`: one Engine on its own uvloop loop, driven by the main process.
+
+Started by the supervisor as `python -m agentapi.workers.worker_main FD CONFIG_JSON` with FD its
+end of the channel (wire.py) and CONFIG_JSON {"index": i, "captures": bool}. It calls
+django.setup() for settings only (the same environment as the main process): it opens no database
+connection and uses no channel layer. Its CaptureSink's store and announcements go over the
+channel to the main process, whose store writes them (one writer for the database and its
+running byte total) and whose runtime announces them.
+
+Rules:
+- Tunnels: each `start` parses the definition again here (a spec holds compiled CEL and cannot be
+  pickled) and binds the main process's address with SO_REUSEPORT (a port-0 tunnel got its port
+  there). A file:// tunnel runs its own file server in each worker. Rate-limit and circuit-breaker
+  state is per process (each has its own loaded policy), so a limit of R per window lets up to
+  R x N through across N processes.
+- Lifetime: it exits when the channel ends (the main process is gone, whatever killed it: no
+  orphans). SIGINT is ignored (Ctrl-C reaches the whole process group; the main process stops the
+  workers in order). `close` from the main process, or SIGTERM sent to this process alone: the
+  listeners close, every pending capture is written through the main process, then it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import replace
+from typing import Any
+
+from agentapi.engine.capture_sink import CaptureSink
+from agentapi.engine.engine import Engine, TunnelExists, TunnelStartError
+from agentapi.engine.tunnel_spec import TunnelConfigError, TunnelSpec, parse_definition
+
+from . import metrics_merge
+from .wire import Channel
+
+log = logging.getLogger("agentapi.workers")
+
+
+class ForwardingStore:
+    """The capture store protocol (engine/capture_sink.CaptureStore and FrameStore) over the
+    channel. Runs in the sink's writer thread: each call blocks that thread until the main
+    process has stored the batch (raising ChannelClosed when it is gone; the sink keeps the
+    batch and retries)."""
+
+    def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop) -> None:
+        self._channel = channel
+        self._loop = loop
+
+    def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
+        return asyncio.run_coroutine_threadsafe(self._channel.call("write", new, changed), self._loop).result()
+
+    def write_frames(self, frames: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
+        asyncio.run_coroutine_threadsafe(self._channel.call("write_frames", frames, totals), self._loop).result()
+
+
+class Worker:
+    def __init__(self, index: int, captures: bool) -> None:
+        self.index = index
+        self.captures = captures
+        self.engine: Engine | None = None
+        self.sink: CaptureSink | None = None
+        self.channel: Channel | None = None
+        self._closed = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None
+        self._by_request = False
+        self.public_host = ""
+
+    async def run(self, fd: int) -> None:
+        from django.conf import settings
+
+        from agentapi.tls_identity import https_context
+
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(fileno=fd)
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+        self.channel = channel = Channel(reader, writer, self.handle)
+        self.public_host = settings.AGENT_PUBLIC_HOST
+        if self.captures:
+            self.sink = CaptureSink(
+                ForwardingStore(channel, loop), self._announce, max_pending=settings.AGENT_CAPTURE_QUEUE
+            )
+        self.engine = Engine(
+            sink=self.sink,
+            capture_limit=settings.AGENT_CAPTURE_LIMIT,
+            upstream_timeout=settings.AGENT_UPSTREAM_TIMEOUT,
+            head_timeout=settings.AGENT_HEAD_TIMEOUT,
+            idle_timeout=settings.AGENT_IDLE_TIMEOUT,
+            response_head_limit=settings.AGENT_RESPONSE_HEAD_LIMIT,
+            reuse_port=True,
+        )
+        self.engine.https_context = await asyncio.to_thread(https_context)
+        if self.sink is not None:
+            self.sink.start()
+        self.engine.start()
+        loop.add_signal_handler(signal.SIGTERM, self._close_soon)
+        serving = loop.create_task(channel.serve())
+        closed = loop.create_task(self._closed.wait())
+        await asyncio.wait([serving, closed], return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if serving.done():
+            # The main process is gone (or closed us after `close`): nobody to store captures for.
+            if self._closing is None:
+                await self.engine.close()
+            return
+        if not self._by_request:  # SIGTERM to this process alone: done, tell the main process
+            channel.close()
+        await serving  # after `close` the main process ends the channel once it has the reply
+
+    async def _announce(self, message: dict[str, Any]) -> None:
+        assert self.channel is not None
+        await self.channel.note("announce", message)
+
+    def _close_soon(self) -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+
+    async def _close(self) -> None:
+        """Listeners first, then every pending capture (stored through the main process)."""
+        assert self.engine is not None
+        await self.engine.close()
+        if self.sink is not None:
+            try:
+                await self.sink.close()
+            except Exception:  # the main process went away mid-flush: these captures go with it
+                log.exception("worker %d: flushing captures failed", self.index)
+        self._closed.set()
+
+    async def handle(self, kind: str, args: tuple[Any, ...]) -> Any:
+        """Answer one request of the main process (wire.py lists them)."""
+        engine = self.engine
+        assert engine is not None
+        if kind == "ping":
+            return os.getpid()
+        if kind == "metrics":
+            return {tunnel.name: metrics_merge.state(tunnel.metrics) for tunnel in engine.tunnels()}
+        if kind == "start":
+            await engine.start_tunnel(_spec(*args, public_host=self.public_host))
+            return None
+        if kind == "swap":
+            return await engine.swap_policy(_spec(*args, public_host=self.public_host)) is not None
+        if kind == "stop":
+            try:
+                await engine.stop_tunnel(args[0])
+            except KeyError:
+                return False
+            return True
+        if kind == "close":
+            self._by_request = True
+            self._close_soon()
+            assert self._closing is not None
+            await asyncio.shield(self._closing)
+            return None
+        raise ValueError(f"unknown request {kind!r}")
+
+
+def _spec(definition: dict[str, Any], name: str, spec_name: str, port: int, *, public_host: str) -> TunnelSpec:
+    """The spec the main process runs as `spec_name`, on the port it bound. Raises TunnelConfigError."""
+    chosen: TunnelSpec | None = None
+    for spec in parse_definition(definition, name=name, public_host=public_host):
+        if spec.name == spec_name and chosen is None:
+            chosen = spec
+        elif spec.policy is not None:
+            spec.policy.close()
+    if chosen is None:
+        raise TunnelConfigError(f"the definition has no tunnel {spec_name!r}")
+    return replace(chosen, listen_port=port) if port else chosen
+
+
+# Errors the main process maps back to its own classes (wire.Channel's `errors`).
+ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (TunnelConfigError, TunnelStartError, TunnelExists)}
+
+
+def main(argv: list[str]) -> None:
+    fd, config = int(argv[1]), json.loads(argv[2])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    import django
+
+    django.setup()
+    logging.basicConfig(level=logging.WARNING, format=f"worker {config['index']} pid {os.getpid()}: %(message)s")
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    asyncio.run(Worker(int(config["index"]), bool(config["captures"])).run(fd))
+    # No waiting on the capture writer thread: with the main process gone it may be blocked on an
+    # answer that never comes, and a worker must never outlive the agent.
+    logging.shutdown()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
