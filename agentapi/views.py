@@ -20,6 +20,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView
@@ -54,7 +55,7 @@ from .runtime import (
     TunnelStartError,
     current_runtime,
 )
-from .serializers import CaptureSerializer, EndpointSerializer, TunnelSerializer
+from .serializers import EndpointSerializer, TunnelSerializer, capture_document, capture_list_document
 
 DEFAULT_REQUEST_LIMIT = 100
 MAX_REQUEST_LIMIT = 10000
@@ -292,7 +293,6 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
 
 class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     queryset = Capture.objects.all()
-    serializer_class = CaptureSerializer
     lookup_field = "id"
     lookup_value_regex = "[^/]+"
 
@@ -302,15 +302,14 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         parameters=[doc.LIMIT, doc.TUNNEL_NAME],
         responses=doc.responses({200: doc.ok("CaptureList")}),
     )
-    def list(self, request: Request) -> Response:
+    def list(self, request: Request) -> HttpResponse:
         _flush_captures()
         captures = self.get_queryset().order_by("-id")
         tunnel_name = request.query_params.get("tunnel_name")
         if tunnel_name:
             captures = captures.filter(tunnel_name=tunnel_name)
         limit = _limit(request.query_params.get("limit"))
-        data = CaptureSerializer(captures[:limit], many=True).data
-        return Response({"uri": "/api/requests/http", "requests": data})
+        return _json(capture_list_document(captures[:limit]))
 
     @extend_schema(
         operation_id="requests_retrieve",
@@ -318,12 +317,12 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         parameters=[doc.CAPTURE_ID],
         responses=doc.responses({200: doc.ok("Capture")}, e404="No such capture."),
     )
-    def retrieve(self, request: Request, id: str) -> Response:
+    def retrieve(self, request: Request, id: str) -> HttpResponse:
         _flush_captures()
         capture = Capture.objects.filter(id=id).first()
         if capture is None:
             raise RequestNotFound(id)
-        return Response(CaptureSerializer(capture).data)
+        return _json(capture_document(capture))
 
     @extend_schema(
         operation_id="requests_websocket",
@@ -411,6 +410,12 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         else:
             Capture.objects.all().delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _json(document: bytes) -> HttpResponse:
+    """A document already written as GoJSONRenderer writes it (the capture lists are written
+    without DRF's serializer and renderer: issue 11). Content negotiation has run in `initial`."""
+    return HttpResponse(document, content_type="application/json")
 
 
 def _flush_captures() -> None:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentapi.serializers import canonical_header, go_time, header_map, path_escape
+from agentapi import serializers
+from agentapi.serializers import canonical_header, go_time, header_key, header_map, path_escape
 
 
 @pytest.mark.parametrize(
@@ -58,13 +59,33 @@ def test_canonical_header_matches_gos_canonical_mime_header_key(name: str, canon
 
 
 def test_header_map_groups_values_by_canonical_name_in_first_seen_order() -> None:
-    fields = [("x-b", "1"), ("Accept", "*/*"), ("X-B", "2"), ("x-a", "3")]
+    fields = [(b"x-b", b"1"), (b"Accept", b"*/*"), (b"X-B", b"2"), (b"x-a", b"3")]
     assert header_map(fields) == {"X-B": ["1", "2"], "Accept": ["*/*"], "X-A": ["3"]}
     assert list(header_map(fields)) == ["X-B", "Accept", "X-A"]
 
 
 def test_header_map_leaves_host_out_as_go_does() -> None:
-    assert header_map([("host", "example.test"), ("HOST", "x"), ("Accept", "*/*")]) == {"Accept": ["*/*"]}
+    assert header_map([(b"host", b"example.test"), (b"HOST", b"x"), (b"Accept", b"*/*")]) == {"Accept": ["*/*"]}
+
+
+def test_header_map_reads_bytes_that_are_not_utf8_as_go_does() -> None:
+    # One U+FFFD per invalid byte, in names and values (header_text.api_text).
+    assert header_map([(b"x-user", b"Andr\xe9"), (b"x-\xff", b"\xe2\x82")]) == {
+        "X-User": ["Andr\ufffd"],
+        "x-\ufffd": ["\ufffd\ufffd"],
+    }
+
+
+def test_header_keys_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serializers, "_KEYS", {})
+    assert header_key(b"content-type") == "Content-Type"
+    assert serializers._KEYS == {b"content-type": "Content-Type"}
+    long_name = b"x-" + b"a" * 100
+    assert header_key(long_name) == "X-A" + "a" * 99
+    assert long_name not in serializers._KEYS
+    for n in range(2 * serializers._KEYS_MAX):
+        assert header_key(b"x-%d" % n) == f"X-{n}"
+    assert len(serializers._KEYS) == serializers._KEYS_MAX
 
 
 @pytest.fixture
