@@ -25,7 +25,9 @@ Rules:
   request (`unread`), else a replayable one (GET, HEAD, OPTIONS, TRACE or an Idempotency-Key) that
   was sent whole (Go's Transport rule). Nothing else is retried.
 - The response timeout runs from the end of the request (uploads take what they take) until the
-  first byte of the answer: none in time is the agent's 504.
+  first byte of the answer: none in time is the agent's 504. The exchange keeps only its
+  `deadline`; the public connection's one timer watches it (no timer made and cancelled per
+  request).
 - The service failing before it answered (refused, reset, closed, malformed, oversized head,
   silent) gives the client the agent's page (FAILED); after it answered, closing the public
   connection is the only honest signal, and the record says the response broke off.
@@ -56,7 +58,6 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import time
@@ -137,6 +138,7 @@ class Exchange:
         "answered_early",
         "buffered",
         "client",
+        "deadline",
         "final_head_due",
         "forwarded",
         "frames",
@@ -154,7 +156,6 @@ class Exchange:
         "sent",
         "sent_size",
         "started_ns",
-        "timeout",
         "transform",
         "upstream",
     )
@@ -175,7 +176,9 @@ class Exchange:
         self.held: list[bytes] | None = None
         self.frames: FrameRecorder | None = None  # a captured WebSocket's frames, after its 101
         self.upstream: UpstreamConnection | None = None
-        self.timeout: asyncio.TimerHandle | None = None
+        # When the response timeout fires (loop time; 0.0: not running). The connection's one
+        # timer watches it (ClientConnection.watch_response): no timer per request.
+        self.deadline = 0.0
         self.forwarded = b""  # the request head as sent upstream
         # What went upstream so far, kept (up to RETRY_KEEP_BYTES) until the response starts.
         self.sent: list[bytes] | None = []
@@ -437,9 +440,10 @@ class Exchange:
 
     def arm_timeout(self) -> None:
         # From the end of the request: an upload may take as long as it takes.
-        if self.timeout is None and self.response is AWAITING:
+        if not self.deadline and self.response is AWAITING:
             route = self.route
-            self.timeout = route.loop.call_later(route.upstream_timeout, self.response_timed_out)
+            self.deadline = deadline = route.loop.time() + route.upstream_timeout
+            self.client.watch_response(deadline)
 
     def response_timed_out(self) -> None:
         if self is self.client.current and self.response is AWAITING:
@@ -466,8 +470,7 @@ class Exchange:
         elif self.transform is not None:
             data = self.transform.feed(data)
         if self.response is AWAITING:
-            if self.timeout is not None:
-                self.timeout.cancel()
+            self.deadline = 0.0
             self.answered_early = self.request is RECEIVING
             self.response = STARTED
             self.sent = None  # answered: no retry any more
@@ -524,8 +527,7 @@ class Exchange:
 
     def switch_to_pipe(self) -> None:
         """The upstream accepted the Upgrade: from now on bytes flow untouched both ways."""
-        if self.timeout is not None:
-            self.timeout.cancel()
+        self.deadline = 0.0
         self.complete_record()
         self.response = UPGRADED
         self._record_frames()
@@ -569,9 +571,7 @@ class Exchange:
             upstream.end()
             client.flow.detach(upstream)
             self.upstream = None
-            if self.timeout is not None:
-                self.timeout.cancel()
-                self.timeout = None
+            self.deadline = 0.0
             client.flow.pause(WAITING)
             client.ctx.loop.create_task(self._connect(self.forwarded))
             return
@@ -749,8 +749,7 @@ class Exchange:
         """A custom-response in on_http_response: the service's answer is dropped (its connection
         closed, never reused) and the agent's goes out instead."""
         self._drop_upstream()
-        if self.timeout is not None:
-            self.timeout.cancel()
+        self.deadline = 0.0
         client = self.client
         keep_alive = self.head.keep_alive and self.request is COMPLETE and self.held is None
         page = answer_bytes(answer, keep_alive=keep_alive, head_only=self.head.method == b"HEAD")
@@ -766,8 +765,7 @@ class Exchange:
 
     def abandon(self) -> None:
         """The public side went away: drop the upstream connection, keep what was captured."""
-        if self.timeout is not None:
-            self.timeout.cancel()
+        self.deadline = 0.0
         self._drop_upstream()
         record = self.record
         if record is not None and not self.recorded and self.policy is not None:

@@ -55,6 +55,9 @@ from .tunnel_spec import TunnelSpec
 from .upstream import UpstreamPool
 
 _NO_CONN = ConnFacts(client_ip="", client_port=0, server_ip="", server_port=0, start=0.0)  # before connection_made
+# How early (seconds) the response timer may fire and still count as due: libuv's millisecond
+# timers round, and re-arming for a fraction of a millisecond would spin the loop.
+_TIMER_SLACK = 0.001
 # The most of a request body the policy reads for an action that needs it (verify-webhook).
 POLICY_BODY_LIMIT = 10 * 1024 * 1024
 
@@ -140,6 +143,9 @@ class ClientConnection(asyncio.Protocol):
         self.opened_ns = 0
         self.last_active = 0.0
         self.head_since = 0.0  # when the bytes of a not yet complete request head started
+        # The response timeout's one timer for all the connection's exchanges (see watch_response).
+        self.response_timer: asyncio.TimerHandle | None = None
+        self.response_timer_due = 0.0
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -162,6 +168,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.flow.transport = None
+        if self.response_timer is not None:
+            self.response_timer.cancel()
+            self.response_timer = None
         self.ctx.connections.discard(self)
         self.ctx.metrics.conn_closed(time.perf_counter_ns() - self.opened_ns)
         if self.current is not None:
@@ -232,6 +241,34 @@ class ClientConnection(asyncio.Protocol):
         elif self.current is None and not self.waiting and now - self.last_active > idle_timeout:
             self.close()
 
+    def watch_response(self, deadline: float) -> None:
+        """Make sure the response timer fires by `deadline` (loop time, seconds).
+
+        One timer serves every exchange of the connection: a timer per request (call_later, then
+        cancel at the first byte of the answer) cost ~1.8 us of the ~20 us a keep-alive request
+        costs. An exchange's `deadline` is set when its request ends and cleared when the answer
+        starts; a timer already due sooner is kept, since on firing it looks at the current
+        exchange's deadline and re-arms for a later one.
+        """
+        timer = self.response_timer
+        if timer is not None:
+            if self.response_timer_due <= deadline:
+                return
+            timer.cancel()  # a shorter timeout (forward-internal to another endpoint's)
+        self.response_timer_due = deadline
+        self.response_timer = self.ctx.loop.call_at(deadline, self._response_timer_fired)
+
+    def _response_timer_fired(self) -> None:
+        self.response_timer = None
+        exchange = self.current
+        if exchange is None or self.closed or not exchange.deadline:
+            return
+        # libuv's timers count whole milliseconds and may fire a fraction of one early.
+        if self.ctx.loop.time() + _TIMER_SLACK >= exchange.deadline:
+            exchange.response_timed_out()
+        else:
+            self.watch_response(exchange.deadline)
+
     # --- requests ---------------------------------------------------------------------------
     def _head(self, head: RequestHead) -> None:
         ctx = self.ctx
@@ -278,8 +315,7 @@ class ClientConnection(asyncio.Protocol):
 
     # --- endings (called by the exchange) ---------------------------------------------------
     def finish(self, exchange: Exchange, *, keep_alive: bool) -> None:
-        if exchange.timeout is not None:
-            exchange.timeout.cancel()
+        exchange.deadline = 0.0
         exchange.complete_record()
         if exchange is not self.current:
             return

@@ -4,6 +4,8 @@ upgrades, timeouts, refusals and what the capture records."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agentapi.engine.http_exchange import COMPLETE, FINISHED, RECEIVING, STARTED, UPGRADED
@@ -65,15 +67,51 @@ async def test_the_response_timeout_starts_at_the_end_of_the_request() -> None:
     client.send(b"POST /up HTTP/1.1\r\nHost: example.test\r\nContent-Length: 4\r\n\r\nab")
     await settle()
     exchange = client.protocol.current
-    assert exchange is not None and exchange.timeout is None  # still uploading
+    assert exchange is not None and not exchange.deadline  # still uploading
+    assert client.protocol.response_timer is None
     client.send(b"cd")
-    assert exchange.timeout is not None
-    exchange.timeout.cancel()
-    exchange.response_timed_out()
+    assert exchange.deadline and client.protocol.response_timer is not None
+    exchange.deadline = asyncio.get_running_loop().time() - 1  # as if the timeout had passed
+    client.protocol._response_timer_fired()
     assert client.received().startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
     assert client.closed and proxy.service.transport.closed
     [record] = proxy.sink.records
     assert record.status_code == 504 and record.complete
+
+
+async def test_the_response_timer_fires_on_the_loop_and_answers_504() -> None:
+    proxy = ProxyHarness(upstream_timeout=0.02)
+    client = proxy.connect()
+    client.send(get("/slow"))
+    await settle()
+    for _ in range(200):  # bounded: the timer is due after 20 ms of loop time
+        if client.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert client.received().startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
+    assert client.protocol.response_timer is None
+
+
+async def test_one_response_timer_serves_a_keep_alive_connection() -> None:
+    proxy = ProxyHarness()
+    client = proxy.connect()
+    client.send(get("/a"))
+    await settle()
+    timer = client.protocol.response_timer
+    assert timer is not None
+    proxy.service.answer(OK)
+    client.send(get("/b"))
+    assert client.protocol.response_timer is timer  # kept: it is due before /b's deadline
+    exchange = client.protocol.current
+    assert exchange is not None and exchange.deadline
+    # Firing early for /a's deadline, it finds /b's later one and waits for that instead.
+    client.protocol._response_timer_fired()
+    assert client.protocol.response_timer is not None and client.protocol.response_timer is not timer
+    assert client.protocol.response_timer_due == exchange.deadline
+    proxy.service.answer(OK)
+    assert not exchange.deadline  # answered: nothing to time out
+    client.leave()
+    assert client.protocol.response_timer is None
 
 
 # --- pipelining and keep-alive ---------------------------------------------------------------
