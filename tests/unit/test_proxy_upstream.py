@@ -44,6 +44,22 @@ async def test_a_connection_readable_while_idle_is_never_handed_a_request() -> N
     assert len(proxy.services) == 2 and proxy.service.received().startswith(b"GET /next ")
 
 
+async def test_readable_tells_bytes_and_an_end_the_loop_has_not_delivered() -> None:
+    proxy = ProxyHarness()
+    ours, service = socket.socketpair()
+    with ours, service:
+        upstream = UpstreamConnection(proxy.context.pool)
+        upstream.connection_made(MockTransport(sock=ours))
+        assert not upstream.readable()
+        assert not upstream.readable()  # asked again: the same poll object, the same answer
+        service.send(b"x")
+        assert upstream.readable()
+        ours.recv(1)
+        assert not upstream.readable()
+        service.close()
+        assert upstream.readable()  # the end of stream
+
+
 async def test_only_an_idle_connection_goes_back_to_the_pool() -> None:
     proxy = ProxyHarness()
     client = proxy.connect()
