@@ -28,7 +28,7 @@ from typing import Any
 
 from django.db.models import F, Q, QuerySet
 
-from agentapi.captures.summary import SUMMARY_FIELDS, summary
+from agentapi.captures.summary import SUMMARY_FIELDS, SummaryFields, summary, summary_rows
 from agentapi.engine.capture_id import KSUID_EPOCH
 from agentapi.models import Capture
 
@@ -129,7 +129,7 @@ def capture_page(
         captures = captures.filter(id__in=ids)
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     if not filters.needs_bytes:
-        rows = list(captures.only(*SUMMARY_FIELDS)[: limit + 1])
+        rows = summary_rows(captures[: limit + 1])
         more = len(rows) > limit
         rows = rows[:limit]
         return Page([summary(row) for row in rows], _cursor(sort, rows[-1]) if more and rows else None)
@@ -207,7 +207,7 @@ def _ordered(captures: QuerySet[Capture], sort: Sort) -> QuerySet[Capture]:
     return captures.order_by(first, "-id" if sort.descending else "id")
 
 
-def _cursor(sort: Sort, capture: Capture) -> str:
+def _cursor(sort: Sort, capture: SummaryFields) -> str:
     if sort.by_id:
         return capture.id
     value = getattr(capture, sort.field)
