@@ -40,6 +40,10 @@ Headers = list[tuple[bytes, bytes]]
 
 # Hop-by-hop fields that describe one connection, not the message (RFC 9110 7.6.1).
 _HOP_BY_HOP = frozenset({b"keep-alive", b"proxy-connection", b"te", b"trailer", b"proxy-authorization"})
+# What forwarded_head does not copy as it came: the hop-by-hop fields, `Connection`, `Upgrade`
+# outside an upgrade, and Host (rewritten).
+_SKIP_ON_UPGRADE = _HOP_BY_HOP | {b"connection", b"host"}
+_SKIP = _SKIP_ON_UPGRADE | {b"upgrade"}
 
 
 class ProtocolError(Exception):
@@ -51,19 +55,37 @@ class ProtocolError(Exception):
 
 @dataclass(slots=True)
 class RequestHead:
+    """A request's start line and header fields as the client sent them (`headers`, in order),
+    with each field name lower-cased once in `names` (same order, same length): every rule that
+    looks a field up by name reads `names`, so no name is lowered twice per request."""
+
     method: bytes
     target: bytes
     version: str
     headers: Headers
+    names: list[bytes]
     keep_alive: bool
     chunked: bool
     upgrade: bool
 
     def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
+        """The first field called `name` (lower case), or None."""
+        try:
+            return self.headers[self.names.index(name)][1]
+        except ValueError:
+            return None
+
+    def count(self, name: bytes) -> int:
+        """How many fields are called `name` (lower case)."""
+        return self.names.count(name)
+
+
+def request_head(
+    method: bytes, target: bytes, version: str, headers: Headers, *, keep_alive: bool, chunked: bool, upgrade: bool
+) -> RequestHead:
+    """A RequestHead built outside the parser (a policy's changed request, say): names lowered here."""
+    names = [name.lower() for name, _ in headers]
+    return RequestHead(method, target, version, headers, names, keep_alive, chunked, upgrade)
 
 
 @dataclass(slots=True)
@@ -123,49 +145,57 @@ class RequestParser:
         return events
 
     # --- llhttp callbacks -----------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._target = b""
-        self._headers = []
-        self._head_bytes = 0
-
+    # Each callback is a call from C into Python on every request, so there are as few as the
+    # rules need: no on_message_begin (the state is reset when a head completes and when a
+    # message ends), the size count inlined.
     def on_url(self, url: bytes) -> None:
         self._target += url
-        self._count(len(url))
+        self._head_bytes += len(url)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise ProtocolError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        self._count(len(name) + len(value) + 4)
-        if len(self._headers) > MAX_HEADERS:
+        headers = self._headers
+        headers.append((name, value))
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise ProtocolError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+        if len(headers) > MAX_HEADERS:
             raise ProtocolError(431, f"more than {MAX_HEADERS} header fields")
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        headers = self._headers
+        names = [name.lower() for name, _ in headers]
         chunked = False
-        for name, value in self._headers:
-            if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
+        if b"transfer-encoding" in names:
+            for name, (_, value) in zip(names, headers, strict=True):
+                if name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
         self._events.append(
             RequestHead(
-                method=parser.get_method(),
-                target=self._target,
-                version=parser.get_http_version(),
-                headers=self._headers,
-                keep_alive=parser.should_keep_alive(),
-                chunked=chunked,
-                upgrade=parser.should_upgrade(),
+                parser.get_method(),
+                self._target,
+                parser.get_http_version(),
+                headers,
+                names,
+                parser.should_keep_alive(),
+                chunked,
+                parser.should_upgrade(),
             )
         )
+        # Trailer fields (after a chunked body) start a list of their own: the head is out.
+        self._target = b""
+        self._headers = []
+        self._head_bytes = 0
 
     def on_body(self, data: bytes) -> None:
         self._events.append(Body(data))
 
     def on_message_complete(self) -> None:
         self._events.append(_END)
-
-    def _count(self, n: int) -> None:
-        self._head_bytes += n
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise ProtocolError(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+        self._headers = []  # dropped trailers
+        self._head_bytes = 0
 
 
 def _llhttp_reason(error: Exception) -> str:
@@ -279,35 +309,40 @@ def forwarded_head(
     reuse: a client's `Connection: close` must not make the service close a pooled connection.
     An upgrade (WebSocket) request goes on as one: `Connection: Upgrade` plus its `Upgrade` field.
     """
-    named = _connection_options(head.headers)
+    names = head.names
+    # Every field in `skip` takes the slow branch below (Host is rewritten, not dropped); the
+    # rest are copied as they came, each with one set lookup and one prefix test.
+    skip = _SKIP_ON_UPGRADE if head.upgrade else _SKIP
+    if b"connection" in names:
+        skip = skip | _connection_options(head)
+    if remove:
+        skip = skip | remove
     target, authority = origin_form(head.target)
     original_host = b""
-    out = [b"%s %s HTTP/%s\r\n" % (head.method, target, head.version.encode("ascii"))]
-    for name, value in head.headers:
-        lower = name.lower()
-        if lower == b"host":
-            # An absolute-form target's authority replaces the Host field (RFC 9112 3.2.2).
-            original_host = value = authority or value
-            if host_header is not None:
-                value = host_header
-        elif (
-            lower in _HOP_BY_HOP
-            or lower in named
-            or lower in remove
-            or lower.startswith(b"x-forwarded-")
-            or (lower == b"upgrade" and not head.upgrade)
-        ):
+    out = [b"%s %s HTTP/%s\r\n" % (head.method, target, head.version.encode())]
+    append = out.append
+    # `names` is built beside `headers` (same length); zip's strict check would cost more than
+    # the loop it guards on a short head.
+    for name, pair in zip(names, head.headers):  # noqa: B905
+        if name in skip or name[:12] == b"x-forwarded-":
+            if name == b"host":
+                # An absolute-form target's authority replaces the Host field (RFC 9112 3.2.2).
+                original_host = authority or pair[1]
+                append(b"%s: %s\r\n" % (pair[0], original_host if host_header is None else host_header))
             continue
-        out.append(b"%s: %s\r\n" % (name, value))
+        append(b"%s: %s\r\n" % pair)
     if head.upgrade:
-        out.append(b"Connection: Upgrade\r\n")
-    out.append(b"X-Forwarded-For: %s\r\n" % client_ip.encode("ascii"))
+        append(b"Connection: Upgrade\r\n")
     if original_host:
-        out.append(b"X-Forwarded-Host: %s\r\n" % original_host)
-    out.append(b"X-Forwarded-Proto: %s\r\n" % scheme.encode("ascii"))
+        append(
+            b"X-Forwarded-For: %s\r\nX-Forwarded-Host: %s\r\nX-Forwarded-Proto: %s\r\n"
+            % (client_ip.encode(), original_host, scheme.encode())
+        )
+    else:
+        append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n" % (client_ip.encode(), scheme.encode()))
     for name, value in add:
-        out.append(b"%s: %s\r\n" % (name, value))
-    out.append(b"\r\n")
+        append(b"%s: %s\r\n" % (name, value))
+    append(b"\r\n")
     return b"".join(out)
 
 
@@ -317,6 +352,8 @@ def origin_form(target: bytes) -> tuple[bytes, bytes | None]:
     A client may send `GET http://host/path?q HTTP/1.1` (absolute-form, RFC 9112 3.2.2, as to a
     proxy); services expect origin-form (`/path?q`), as nginx and Go's ReverseProxy send.
     """
+    if target[:1] == b"/":
+        return target, None  # origin-form: nearly every request
     lower = target[:8].lower()
     if not (lower.startswith(b"http://") or lower.startswith(b"https://")):
         return target, None
@@ -330,13 +367,14 @@ def origin_form(target: bytes) -> tuple[bytes, bytes | None]:
     return path, authority or None
 
 
-def _connection_options(headers: Headers) -> frozenset[bytes]:
-    """Lower-cased field names listed in the Connection field(s), `connection` itself included."""
-    named = {b"connection"}
-    for name, value in headers:
-        if name.lower() == b"connection":
+def _connection_options(head: RequestHead) -> frozenset[bytes]:
+    """Lower-cased field names listed in the Connection field(s) (`upgrade` aside: it is kept as
+    an upgrade's own field, and _SKIP has it otherwise)."""
+    named: set[bytes] = set()
+    for name, (_, value) in zip(head.names, head.headers, strict=True):
+        if name == b"connection":
             named.update(option.strip().lower() for option in value.split(b","))
-    named.discard(b"upgrade")  # kept only as the upgrade's own field, above
+    named.discard(b"upgrade")
     return frozenset(named)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from .http1 import RequestHead, origin_form, reason_phrase
+from .http1 import RequestHead, origin_form, reason_phrase, request_head
 from .policy.facts import RequestFacts, ResponseFacts
 from .policy.outcomes import Respond
 
@@ -57,11 +57,11 @@ def policy_head(original: RequestHead, facts: RequestFacts, *, drop_expect: bool
         if name.lower() not in _FRAMING_TEXT and not (drop_expect and name.lower() == "expect")
     ]
     headers += [(name, value) for name, value in original.headers if name.lower() in _FRAMING]
-    return RequestHead(
-        method=facts.method.encode("latin-1"),
-        target=facts.target.encode("latin-1"),
-        version=original.version,
-        headers=headers,
+    return request_head(
+        facts.method.encode("latin-1"),
+        facts.target.encode("latin-1"),
+        original.version,
+        headers,
         keep_alive=original.keep_alive,
         chunked=original.chunked,
         upgrade=original.upgrade,

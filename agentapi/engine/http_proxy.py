@@ -116,10 +116,6 @@ class TunnelContext:
         self.pool.sweep()
 
 
-def _host_fields(head: RequestHead) -> int:
-    return sum(1 for name, _ in head.headers if len(name) == 4 and name.lower() == b"host")
-
-
 class ClientConnection(asyncio.Protocol):
     """A connection accepted on the tunnel's public listener."""
 
@@ -191,26 +187,28 @@ class ClientConnection(asyncio.Protocol):
             return  # the rest of a stream we already refused
         if self.current is None and not self.head_since:
             self.head_since = now
-        events = self.parser.feed(data)
-        for event in events:
-            if isinstance(event, Body):
+        for event in self.parser.feed(data):
+            # By exact type, commonest first: one type() call instead of an isinstance per branch.
+            # mypy does not narrow `event` through `kind`, hence the ignores below.
+            kind = type(event)
+            if kind is Body:
                 # Body bytes and ends belong to the newest request: the last waiting, else current.
                 exchange = self.waiting[-1] if self.waiting else self.current
                 if exchange is not None:
-                    exchange.body(event.data)
-            elif isinstance(event, RequestHead):
+                    exchange.body(event.data)  # type: ignore[union-attr]
+            elif kind is RequestHead:
                 self.head_since = 0.0
-                if _host_fields(event) > 1:
+                if event.count(b"host") > 1:  # type: ignore[union-attr]
                     # RFC 9112 3.2: a 400. Which Host would a policy or the service believe?
                     self._broken(ProtocolError(400, "the request has more than one Host field"))
                     return
-                self._head(event)
-            elif isinstance(event, RequestEnd):
+                self._head(event)  # type: ignore[arg-type]
+            elif kind is RequestEnd:
                 exchange = self.waiting[-1] if self.waiting else self.current
                 if exchange is not None:
                     exchange.request_end()
-            elif isinstance(event, Upgrade):
-                self._upgrade(event.rest)
+            elif kind is Upgrade:
+                self._upgrade(event.rest)  # type: ignore[union-attr]
         if self.parser.error is not None and self.broken is None and not self.closed:
             self._broken(self.parser.error)
 
