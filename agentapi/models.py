@@ -46,9 +46,7 @@ class Capture(models.Model):
     duration_ns = models.BigIntegerField(default=0)
     method = models.CharField(max_length=32)
     uri = models.TextField()
-    request_raw = models.BinaryField()
     request_size = models.BigIntegerField()
-    response_raw = models.BinaryField(null=True)
     response_size = models.BigIntegerField(null=True)
     status_code = models.IntegerField(null=True)
     # Bytes this row holds, for the inspect_db_size budget (kept here to avoid LENGTH() scans).
@@ -67,6 +65,10 @@ class Capture(models.Model):
     # rate-limit, custom-response, redirect...), "" when the service answered. Kept apart from the
     # trace so "blocked by policy" is a plain indexed column on every database.
     policy_action = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # The bytes come last, in the table too (migration 0008): on SQLite, reading a column stored
+    # after a large value walks that value's overflow pages, and lists read only the metadata.
+    request_raw = models.BinaryField()
+    response_raw = models.BinaryField(null=True)
 
     class Meta:
         ordering = ["-id"]
