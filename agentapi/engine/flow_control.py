@@ -83,7 +83,8 @@ class FlowControl:
         """The upstream leaves this connection: undo any pause either side put on the other."""
         if self.paused_upstream is upstream:
             self._release()
-        self.resume(UPSTREAM_FULL)
+        if self.reasons & UPSTREAM_FULL:  # every response ends here: skip the call when unset
+            self.resume(UPSTREAM_FULL)
 
     def _release(self) -> None:
         upstream, self.paused_upstream = self.paused_upstream, None

@@ -189,7 +189,7 @@ class Exchange:
         ctx = client.ctx
         self.policy: ExchangePolicy | None = None
         self.route: TunnelContext = ctx
-        policy = ctx.policy
+        policy = ctx.spec.policy
         self.gathering: list[bytes] | None = [] if policy is not None and policy.needs_request_body else None
         self.gathered_size = 0
         self.final_head_due = False
@@ -203,9 +203,10 @@ class Exchange:
         """Its turn on the connection: run the policy, record it, send it to an upstream."""
         client = self.client
         ctx = client.ctx
-        if ctx.policy is not None:
+        policy = ctx.spec.policy
+        if policy is not None:
             self.policy = ExchangePolicy.start(
-                ctx.policy,
+                policy,
                 endpoint=ctx.endpoint,
                 conn=client.conn,
                 request=request_facts(self.head, scheme=ctx.public_scheme, start=time.time()),
@@ -426,7 +427,7 @@ class Exchange:
             flow.attach(upstream)
         if self.request is COMPLETE:
             self.arm_timeout()
-        if client.holding is None:
+        if client.holding is None and flow.reasons & WAITING:
             flow.resume(WAITING)
 
     def _drop_upstream(self) -> None:
@@ -510,14 +511,8 @@ class Exchange:
             # service may never read the rest of that body) and that holds nothing unsent; and
             # only after an HTTP/1.1 request: a service closes after answering HTTP/1.0 even when
             # its answer does not say so.
-            if (
-                keep_alive
-                and self.request is COMPLETE
-                and not self.answered_early
-                and self.head.version == "1.1"
-                and upstream.idle()
-            ):
-                self.route.pool.give_back(upstream)
+            if keep_alive and self.request is COMPLETE and not self.answered_early and self.head.version == "1.1":
+                self.route.pool.give_back(upstream)  # which closes it unless it is idle()
             else:
                 upstream.close()
         # A response before the whole request leaves unread body bytes; an Upgrade the upstream

@@ -271,7 +271,7 @@ class ClientConnection(asyncio.Protocol):
     def _head(self, head: RequestHead) -> None:
         ctx = self.ctx
         record = None
-        if ctx.inspect:
+        if ctx.sink is not None and ctx.spec.inspect:  # ctx.inspect, without the property call
             record = CaptureRecord(
                 id=ctx.ids.new(),
                 tunnel_name=ctx.spec.name,
@@ -314,7 +314,8 @@ class ClientConnection(asyncio.Protocol):
     # --- endings (called by the exchange) ---------------------------------------------------
     def finish(self, exchange: Exchange, *, keep_alive: bool) -> None:
         exchange.deadline = 0.0
-        exchange.complete_record()
+        if exchange.record is not None:
+            exchange.complete_record()
         if exchange is not self.current:
             return
         self.current = None
@@ -322,7 +323,10 @@ class ClientConnection(asyncio.Protocol):
         if not keep_alive or self.piping or (self.client_eof and not self.waiting):
             self.close()
             return
-        self._advance()
+        if self.waiting or self.broken is not None:
+            self._advance()
+        elif self.flow.reasons & WAITING:
+            self.flow.resume(WAITING)  # what _advance does when nothing waits
 
     def start_pipe(self, exchange: Exchange, held: list[bytes]) -> None:
         """The service accepted the Upgrade: raw bytes both ways from now on."""
