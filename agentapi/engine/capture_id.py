@@ -15,22 +15,32 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class CaptureIdFactory:
-    __slots__ = ("_digits", "_random", "_second")
+    __slots__ = ("_digits", "_id", "_random", "_second")
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._second = -1
         self._digits: list[int] = []
+        self._id = ""  # the last id made, "airt_" included
         self._random = rng or random.Random()
 
     def new(self, now: float | None = None) -> str:
+        """A new id for a capture made at `now` (epoch seconds; the clock when None)."""
         second = int(time.time() if now is None else now) - KSUID_EPOCH
+        digits = self._digits
         if second > self._second:
             self._second = second
             # Leave headroom so counting up within the second never reaches the timestamp bits.
-            self._digits = _base62_digits((second << 128) | self._random.getrandbits(127))
+            self._digits = digits = _base62_digits((second << 128) | self._random.getrandbits(127))
+            self._id = "airt_" + "".join([_ALPHABET[d] for d in digits])
+        elif digits[26] < 61:
+            # One more than the previous id, without big-number division: nearly always only the
+            # last digit changes, so only it is spelled again.
+            last = digits[26] = digits[26] + 1
+            self._id = self._id[:-1] + _ALPHABET[last]
         else:
-            _increment(self._digits)  # one more than the previous id, without big-number division
-        return "airt_" + "".join([_ALPHABET[d] for d in self._digits])
+            index = _increment(digits)  # a carry: spell every digit it reached
+            self._id = self._id[: 5 + index] + "".join([_ALPHABET[d] for d in digits[index:]])
+        return self._id
 
 
 def _base62_digits(number: int) -> list[int]:
@@ -40,9 +50,11 @@ def _base62_digits(number: int) -> list[int]:
     return digits
 
 
-def _increment(digits: list[int]) -> None:
+def _increment(digits: list[int]) -> int:
+    """Add one to the base-62 number in place; the index of the leftmost digit that changed."""
     index = len(digits) - 1
     while digits[index] == 61:
         digits[index] = 0
         index -= 1
     digits[index] += 1
+    return index

@@ -272,11 +272,12 @@ class ClientConnection(asyncio.Protocol):
         ctx = self.ctx
         record = None
         if ctx.sink is not None and ctx.spec.inspect:  # ctx.inspect, without the property call
+            now = time.time()
             record = CaptureRecord(
-                id=ctx.ids.new(),
+                id=ctx.ids.new(now),
                 tunnel_name=ctx.spec.name,
                 remote_addr=self.client_ip,
-                start=time.time(),
+                start=now,
                 method=head.method.decode("ascii", "replace"),
                 uri=head.target.decode("latin-1"),
                 limit=ctx.capture_limit,

@@ -39,3 +39,24 @@ def test_the_timestamp_is_the_ksuid_one() -> None:
     for char in capture_id[5:]:
         number = number * 62 + "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".index(char)
     assert number >> 128 == 1234
+
+
+def test_counting_up_spells_every_digit_a_carry_reached() -> None:
+    factory = CaptureIdFactory(random.Random(7))
+    factory.new(now=1_700_000_000)
+    factory._digits[-3:] = [60, 61, 61]  # the next id carries into the third digit from the end
+    factory._id = factory._id[:-3] + "yzz"
+    after = factory.new(now=1_700_000_000)
+    assert after[-3:] == "z00" and after[:-3] == factory._id[:-3]
+    number = 0
+    for char in after[5:]:
+        number = number * 62 + "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".index(char)
+    assert number % 62**3 == 61 * 62**2
+
+
+def test_ids_match_their_digits_over_many_carries() -> None:
+    factory = CaptureIdFactory(random.Random(8))
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    for _ in range(10_000):
+        capture_id = factory.new(now=1_700_000_000)
+        assert capture_id == "airt_" + "".join(alphabet[d] for d in factory._digits)
