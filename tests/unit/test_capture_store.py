@@ -1,10 +1,15 @@
-"""The ORM capture store against the real database: upserts, size accounting, eviction."""
+"""The ORM capture store against the real database: upserts, size accounting, eviction, the
+start time's text."""
 
 from __future__ import annotations
 
+import datetime as dt
+import random
+
 import pytest
 
-from agentapi.capture_store import OrmCaptureStore
+from agentapi import capture_store
+from agentapi.capture_store import OrmCaptureStore, sqlite_datetime
 from agentapi.models import Capture
 
 pytestmark = pytest.mark.django_db
@@ -55,3 +60,56 @@ def test_a_cleared_table_is_recounted() -> None:
     store.forget_total()
     assert store.write([row("airt_99")], []) == []
     assert Capture.objects.count() == 1
+
+
+def test_batches_larger_than_one_statement_are_stored_whole() -> None:
+    store = OrmCaptureStore(budget=0)
+    store.write([row(f"airt_{n:03d}") for n in range(130)], [])  # 52 rows per INSERT on SQLite: 3 statements
+    assert Capture.objects.count() == 130
+
+
+def test_eviction_counts_a_row_that_grew_when_it_completed() -> None:
+    store = OrmCaptureStore(budget=1000)
+    store.write([row(f"airt_{n:02d}") for n in range(8)], [])  # 800 bytes
+    assert store.write([], [row("airt_07", size=400)]) == ["airt_00", "airt_01"]  # 1100 bytes -> 900
+
+
+def test_rows_another_agent_wrote_are_found_by_the_next_store() -> None:
+    OrmCaptureStore(budget=0).write([row(f"airt_{n:02d}") for n in range(9)], [])  # the other agent's
+    store = OrmCaptureStore(budget=1000)
+    evicted = store.write([row("airt_99", size=300)], [])  # 1200 bytes: its first write reads them
+    assert evicted == ["airt_00", "airt_01", "airt_02"]
+
+
+def test_a_total_moved_by_another_agent_is_seen_after_the_recount_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = OrmCaptureStore(budget=1000)
+    store.write([row("airt_50")], [])
+    OrmCaptureStore(budget=0).write([row(f"airt_{n:02d}") for n in range(9)], [])  # behind its back
+    monkeypatch.setattr(capture_store, "_RECOUNT_SECONDS", 0.0)
+    assert store.write([row("airt_60")], []) == ["airt_00", "airt_01"]  # 1100 bytes -> 900
+
+
+def test_a_big_row_is_evicted_by_its_blob_lengths() -> None:
+    store = OrmCaptureStore(budget=10_000)
+    big = row("airt_00", size=9_000)
+    big["response_raw"], big["response_size"], big["stored_size"] = b"x" * 500, 500, 9_500
+    store.write([big], [])
+    assert store.write([row("airt_01", size=600)], []) == ["airt_00"]
+    assert list(Capture.objects.values_list("id", flat=True)) == ["airt_01"]
+
+
+def test_start_times_are_written_as_django_writes_them_for_sqlite() -> None:
+    # Django's SQLite adapt_datetimefield_value: the UTC time, naive, as str() gives it.
+    reference = lambda start: str(dt.datetime.fromtimestamp(start, dt.UTC).replace(tzinfo=None))  # noqa: E731
+    edges = [
+        1_700_000_000.0,  # no fraction: no ".000000"
+        1_700_000_000.25,
+        1_700_000_000.0000005,  # half a microsecond: rounded half to even
+        1_700_000_000.0000015,
+        1_700_000_000.9999996,  # rounds up into the next second
+        0.5,
+    ]
+    rng = random.Random(7)
+    starts = edges + [rng.uniform(1.6e9, 1.9e9) for _ in range(20_000)]
+    adapt = sqlite_datetime()
+    assert [adapt(start) for start in starts] == [reference(start) for start in starts]
