@@ -461,7 +461,10 @@ class AgentRuntime:
         return Replayed(id=record.id, status_code=record.status_code)
 
     async def flush_captures(self) -> None:
-        """Store the captures still queued: clients list right after a request and expect it."""
+        """Store the captures still queued: clients list right after a request and expect it
+        (with `--workers`, every worker's queue too, stored through this process)."""
+        if self._workers is not None:
+            await self._workers.flush()
         if self._sink is not None:
             await self._sink.flush()
 

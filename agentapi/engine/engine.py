@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
 import uuid
@@ -133,12 +134,17 @@ class Engine:
         idle_timeout: float = 90.0,
         response_head_limit: int = 64 * 1024,
         reuse_port: bool = False,
+        port_owner: bool = True,
     ) -> None:
         """`reuse_port`: bind every listener with SO_REUSEPORT, so the other engine processes of
         `--workers N` (agentapi/workers) can bind the same address and the kernel spreads the
-        connections among them. Off with one process: a second agent on a taken port is refused."""
+        connections among them. Off with one process. `port_owner` (with reuse_port: the main
+        process, not its workers): a port is first bound without SO_REUSEPORT to see it is free,
+        so another agent of the same user that also runs workers is refused the port as a second
+        agent is without them, instead of silently taking half its connections."""
         self.sink = sink
         self.reuse_port = reuse_port
+        self.port_owner = port_owner
         self.response_head_limit = response_head_limit
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
@@ -295,6 +301,8 @@ class Engine:
                 return joined
         pool = ListenerPool() if spec.pooling_enabled else None
         try:
+            if self.reuse_port and self.port_owner and spec.listen_port:
+                await _check_port_free(spec.listen_host, spec.listen_port)
             server = await loop.create_server(
                 pool.connection if pool is not None else factory,
                 spec.listen_host,
@@ -580,6 +588,16 @@ def internal_key(url: str) -> tuple[str, int] | None:
         return None
     default = {"http": 80, "https": 443, "tls": 443}.get(parts.scheme.lower(), 0)
     return parts.hostname.lower(), port or default
+
+
+async def _check_port_free(host: str, port: int) -> None:
+    """Bind (host, port) without SO_REUSEPORT and let go: OSError (EADDRINUSE) when any socket
+    holds it, SO_REUSEPORT ones included."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as create_server binds
+            probe.bind(address)
 
 
 def _fail(record: CaptureRecord, status: int, detail: str) -> int:

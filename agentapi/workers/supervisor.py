@@ -7,7 +7,7 @@ Rules (the runtime calls these under its own lock, after its own engine did the 
   workers that took it and raises (the runtime then stops it in its own engine). A worker that is
   down meanwhile gets it when it is restarted (`orders` are replayed, in the order given).
 - `stop_tunnel` closes it in every worker; `swap_policy` swaps the Traffic Policy in each.
-- Captures: a worker's sink calls `write`/`write_frames` over the channel; they run here on one
+- Captures: a worker's sink calls `write`/`write_frames` over its store channel; they run here on one
   thread of their own through `SerialStore`, whose lock the main sink's writer takes too, so the
   store (not thread-safe, keeping the running byte total) has one writer at a time. A worker's
   `announce` goes to the runtime's announce: the inspector, the console and the channel layer
@@ -91,8 +91,9 @@ class WorkerProcess:
     index: int  # 1..N-1 (the main process is 0)
     pid: int
     proc: asyncio.subprocess.Process
-    channel: Channel
+    channel: Channel  # control: both ways, on the loops
     serving: asyncio.Task[None]
+    store_channel: Channel  # the worker's capture writer's calls
 
 
 class WorkerSupervisor:
@@ -128,6 +129,7 @@ class WorkerSupervisor:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (base, env.get("PYTHONPATH", "")) if p)
         parent, child = socket.socketpair()
+        store_parent, store_child = socket.socketpair()
         config = json.dumps({"index": index, "captures": self._store is not None})
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -135,31 +137,44 @@ class WorkerSupervisor:
                 "-m",
                 "agentapi.workers.worker_main",
                 str(child.fileno()),
+                str(store_child.fileno()),
                 config,
-                pass_fds=(child.fileno(),),
+                pass_fds=(child.fileno(), store_child.fileno()),
                 env=env,
                 cwd=base,
             )
         except BaseException:
             parent.close()
+            store_parent.close()
             raise
         finally:
             child.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+            store_child.close()
         holder: list[WorkerProcess] = []
 
         async def handle(kind: str, args: tuple[Any, ...]) -> Any:
             return await self._handle(holder[0] if holder else None, kind, args)
 
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
         channel = Channel(reader, writer, handle, errors=ERRORS)
-        serving = asyncio.get_running_loop().create_task(channel.serve(), name=f"worker-{index}")
+        store_reader, store_writer = await asyncio.open_unix_connection(sock=store_parent, limit=1 << 20)
+        store_channel = Channel(store_reader, store_writer, handle)
+        loop = asyncio.get_running_loop()
+        serving = loop.create_task(channel.serve(), name=f"worker-{index}")
+        store_serving = loop.create_task(store_channel.serve(), name=f"worker-{index}-store")
         try:
             pid = await channel.call("ping", timeout=START_TIMEOUT)
         except (ChannelClosed, TimeoutError, RemoteError) as error:
             channel.close()
+            store_channel.close()
             await _end(proc)
             raise RuntimeError(f"worker {index} did not start: {error or type(error).__name__}") from None
-        worker = WorkerProcess(index=index, pid=pid, proc=proc, channel=channel, serving=serving)
+        worker = WorkerProcess(
+            index=index, pid=pid, proc=proc, channel=channel, serving=serving, store_channel=store_channel
+        )
+        # The store channel ends with the process; its task ends with it.
+        self._watchers.add(store_serving)
+        store_serving.add_done_callback(self._watchers.discard)
         holder.append(worker)
         watcher = asyncio.get_running_loop().create_task(self._watch(worker), name=f"worker-{index}-watch")
         self._watchers.add(watcher)
@@ -231,6 +246,17 @@ class WorkerSupervisor:
                     )
                     worker.proc.kill()
 
+    async def flush(self) -> None:
+        """Every worker's pending captures stored (here) before this returns; a worker that is down
+        or does not answer in CALL_TIMEOUT is passed over (logged)."""
+        workers = list(self._workers.values())
+        answers = await asyncio.gather(
+            *(worker.channel.call("flush", timeout=CALL_TIMEOUT) for worker in workers), return_exceptions=True
+        )
+        for worker, answer in zip(workers, answers, strict=True):
+            if isinstance(answer, BaseException) and not isinstance(answer, ChannelClosed):
+                log.warning("worker %d: flushing captures failed: %s", worker.index, answer)
+
     # --- metrics ------------------------------------------------------------------------------
     async def metrics(self) -> list[tuple[int, dict[str, State]]]:
         """(pid, {tunnel name: metrics_merge.state}) of each live worker; one that does not answer
@@ -246,6 +272,7 @@ class WorkerSupervisor:
     # --- lifetime -----------------------------------------------------------------------------
     async def _watch(self, worker: WorkerProcess) -> None:
         await worker.serving
+        worker.store_channel.close()
         status = await _end(worker.proc)
         if self._closing:
             return
@@ -298,6 +325,7 @@ class WorkerSupervisor:
         except (ChannelClosed, TimeoutError, RemoteError) as error:
             log.warning("worker %d did not close in order: %s", worker.index, error)
         worker.channel.close()
+        worker.store_channel.close()
         await _end(worker.proc)
 
 

@@ -1,7 +1,11 @@
 """The channel between the main process and one worker: framed, pickled, request/reply.
 
-One stream socket (a socketpair made by the supervisor; the worker gets its end as an inherited
-file descriptor). Every frame is a 4-byte big-endian length then a pickle of one tuple:
+Two stream sockets per worker (socketpairs made by the supervisor; the worker gets its ends as
+inherited file descriptors): the control channel, served on each side's loop (`Channel`), and the
+store channel, on which the worker's capture writer thread makes blocking calls (`BlockingCaller`)
+that the main process answers on its loop. Capture writes never need the worker's loop: its sink
+may block that loop in close() waiting for the writer thread, which must still get its answer.
+Every frame, on both, is a 4-byte big-endian length then a pickle of one tuple:
 
     ("call", id, kind, args)      a request; the other side answers with exactly one reply
     ("note", 0, kind, args)       no answer expected
@@ -14,9 +18,11 @@ up a metrics request. When the socket ends, every pending call fails with `Chann
 
 Main -> worker:  start(definition, name, spec_name, port), stop(name), swap(definition, name,
                  spec_name, port), metrics() -> {tunnel: metrics_merge.state}, ping() -> pid,
-                 close() (listeners closed, captures flushed, then the reply).
-Worker -> main:  write(new, changed) -> evicted ids, write_frames(rows, totals) (the capture
-                 store's protocol, engine/capture_sink.py), note announce(message).
+                 flush() (its pending captures stored, then the reply), close() (listeners
+                 closed, captures flushed, then the reply).
+Worker -> main:  note announce(message) on the control channel; on the store channel
+                 write(new, changed) -> evicted ids, write_frames(rows, totals) (the capture
+                 store's protocol, engine/capture_sink.py).
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ import asyncio
 import itertools
 import logging
 import pickle
+import socket
 import struct
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -158,3 +166,42 @@ class Channel:
                 future.set_exception(ChannelClosed("the other process is gone"))
         self._pending.clear()
         self._writer.close()
+
+
+class BlockingCaller:
+    """Calls on a blocking socket, from one thread at a time (a lock keeps call and reply paired):
+    the same frames as `Channel`, answered by a `Channel` on the other side. Raises ChannelClosed
+    when the other side is gone, the mapped error class or RemoteError when its handler raised."""
+
+    def __init__(self, sock: socket.socket, *, errors: Mapping[str, type[Exception]] | None = None) -> None:
+        self._sock = sock
+        self._errors = dict(errors or {})
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def call(self, kind: str, *args: Any) -> Any:
+        with self._lock:
+            call_id = next(self._ids)
+            payload = pickle.dumps(("call", call_id, kind, args), protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                self._sock.sendall(_HEADER.pack(len(payload)) + payload)
+                (length,) = _HEADER.unpack(self._read(_HEADER.size))
+                reply = pickle.loads(self._read(length))
+            except OSError as error:
+                raise ChannelClosed(str(error)) from None
+        _, reply_id, ok, value = reply
+        if reply_id != call_id:  # never: one call at a time
+            raise ChannelClosed(f"reply {reply_id} to call {call_id}")
+        if ok:
+            return value
+        name, text = value
+        raise self._errors.get(name, RemoteError)(text)
+
+    def _read(self, size: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < size:
+            chunk = self._sock.recv(min(size - len(chunks), 1 << 20))
+            if not chunk:
+                raise ChannelClosed("the other process is gone")
+            chunks += chunk
+        return bytes(chunks)

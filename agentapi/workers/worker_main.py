@@ -1,7 +1,8 @@
 """A worker process of `--workers N`: one Engine on its own uvloop loop, driven by the main process.
 
-Started by the supervisor as `python -m agentapi.workers.worker_main FD CONFIG_JSON` with FD its
-end of the channel (wire.py) and CONFIG_JSON {"index": i, "captures": bool}. It calls
+Started by the supervisor as `python -m agentapi.workers.worker_main FD STORE_FD CONFIG_JSON`
+with FD and STORE_FD its ends of the control and store channels (wire.py) and CONFIG_JSON
+{"index": i, "captures": bool}. It calls
 django.setup() for settings only (the same environment as the main process): it opens no database
 connection and uses no channel layer. Its CaptureSink's store and announcements go over the
 channel to the main process, whose store writes them (one writer for the database and its
@@ -36,26 +37,26 @@ from agentapi.engine.engine import Engine, TunnelExists, TunnelStartError
 from agentapi.engine.tunnel_spec import TunnelConfigError, TunnelSpec, parse_definition
 
 from . import metrics_merge
-from .wire import Channel
+from .wire import BlockingCaller, Channel
 
 log = logging.getLogger("agentapi.workers")
 
 
 class ForwardingStore:
-    """The capture store protocol (engine/capture_sink.CaptureStore and FrameStore) over the
-    channel. Runs in the sink's writer thread: each call blocks that thread until the main
-    process has stored the batch (raising ChannelClosed when it is gone; the sink keeps the
-    batch and retries)."""
+    """The capture store protocol (engine/capture_sink.CaptureStore and FrameStore) over the store
+    channel (wire.py). Runs in the sink's writer thread: each call blocks that thread until the
+    main process has stored the batch, never needing this process's loop (raising ChannelClosed
+    when the main process is gone; the sink keeps the batch and retries)."""
 
-    def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop) -> None:
-        self._channel = channel
-        self._loop = loop
+    def __init__(self, caller: BlockingCaller) -> None:
+        self._caller = caller
 
     def write(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[str]:
-        return asyncio.run_coroutine_threadsafe(self._channel.call("write", new, changed), self._loop).result()
+        evicted: list[str] = self._caller.call("write", new, changed)
+        return evicted
 
     def write_frames(self, frames: list[dict[str, Any]], totals: list[dict[str, Any]]) -> None:
-        asyncio.run_coroutine_threadsafe(self._channel.call("write_frames", frames, totals), self._loop).result()
+        self._caller.call("write_frames", frames, totals)
 
 
 class Worker:
@@ -70,7 +71,7 @@ class Worker:
         self._by_request = False
         self.public_host = ""
 
-    async def run(self, fd: int) -> None:
+    async def run(self, fd: int, store_fd: int) -> None:
         from django.conf import settings
 
         from agentapi.tls_identity import https_context
@@ -81,9 +82,8 @@ class Worker:
         self.channel = channel = Channel(reader, writer, self.handle)
         self.public_host = settings.AGENT_PUBLIC_HOST
         if self.captures:
-            self.sink = CaptureSink(
-                ForwardingStore(channel, loop), self._announce, max_pending=settings.AGENT_CAPTURE_QUEUE
-            )
+            caller = BlockingCaller(socket.socket(fileno=store_fd))
+            self.sink = CaptureSink(ForwardingStore(caller), self._announce, max_pending=settings.AGENT_CAPTURE_QUEUE)
         self.engine = Engine(
             sink=self.sink,
             capture_limit=settings.AGENT_CAPTURE_LIMIT,
@@ -92,6 +92,7 @@ class Worker:
             idle_timeout=settings.AGENT_IDLE_TIMEOUT,
             response_head_limit=settings.AGENT_RESPONSE_HEAD_LIMIT,
             reuse_port=True,
+            port_owner=False,  # the main process bound it first
         )
         self.engine.https_context = await asyncio.to_thread(https_context)
         if self.sink is not None:
@@ -138,6 +139,10 @@ class Worker:
             return os.getpid()
         if kind == "metrics":
             return {tunnel.name: metrics_merge.state(tunnel.metrics) for tunnel in engine.tunnels()}
+        if kind == "flush":
+            if self.sink is not None:
+                await self.sink.flush()
+            return None
         if kind == "start":
             await engine.start_tunnel(_spec(*args, public_host=self.public_host))
             return None
@@ -176,7 +181,7 @@ ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (TunnelConfig
 
 
 def main(argv: list[str]) -> None:
-    fd, config = int(argv[1]), json.loads(argv[2])
+    fd, store_fd, config = int(argv[1]), int(argv[2]), json.loads(argv[3])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
     import django
@@ -189,7 +194,7 @@ def main(argv: list[str]) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    asyncio.run(Worker(int(config["index"]), bool(config["captures"])).run(fd))
+    asyncio.run(Worker(int(config["index"]), bool(config["captures"])).run(fd, store_fd))
     # No waiting on the capture writer thread: with the main process gone it may be blocked on an
     # answer that never comes, and a worker must never outlive the agent.
     logging.shutdown()

@@ -160,7 +160,7 @@ def test_two_workers_answer_capture_and_count_every_request_once(workers_agent: 
 
     assert len(paths) == 240
     assert statuses == [200] * 240
-    captures = _wait_captures(agent, 240)
+    captures = _all_captures(agent)  # no waiting: the list stores every process's queue first
     uris = sorted(c["request"]["uri"] for c in captures)
     assert uris == sorted(paths)  # each request captured exactly once, none lost
     assert len({c["id"] for c in captures}) == 240
@@ -232,7 +232,7 @@ def test_sigterm_flushes_every_worker_capture_and_leaves_no_process(
     again = AgentProcess(tmp_path, env=backend_env).start()
     try:
         uris = sorted(c["request"]["uri"] for c in _all_captures(again))
-        assert uris == sorted(paths)
+        assert uris == sorted(paths), (sorted(set(paths) - set(uris)), "\n".join(agent.lines))
     finally:
         again.stop()
 
@@ -243,3 +243,22 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path: Path, upstream: 
     assert len(workers) == 2
     agent.kill()  # SIGKILL: no orderly close; the workers see their channel end
     assert all(_wait_gone(pid) for pid in workers)
+
+
+def test_a_second_agent_with_workers_is_refused_a_port_the_first_one_holds(
+    tmp_path: Path, upstream: Upstream, workers_agent: AgentProcess
+) -> None:
+    # Both bind with SO_REUSEPORT: without the main process's free-port check the kernel would let
+    # the second one in and hand it half the first one's connections.
+    port = _address(workers_agent.public_urls["command_line"])[1]
+    second = AgentProcess(tmp_path / "second", "--workers", "2").start()
+    try:
+        response = second.api("POST", "/api/tunnels", {"name": "t", "proto": "http", "addr": str(upstream.port),
+                                                       "url": f"http://127.0.0.1:{port}"})  # fmt: skip
+        assert response.status_code == 502, response.text
+        assert "address already in use" in response.text.lower()
+        statuses = [_fresh_get(workers_agent.public_urls["command_line"], f"/still-{n}") for n in range(20)]
+        assert statuses == [200] * 20
+        assert len(_all_captures(second)) == 0
+    finally:
+        second.stop()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentapi.engine.engine import TunnelStartError
-from agentapi.workers.wire import Channel, ChannelClosed, RemoteError
+from agentapi.workers.wire import BlockingCaller, Channel, ChannelClosed, RemoteError
 
 
 async def _pair(handler_a: Any, handler_b: Any) -> tuple[Channel, Channel, list[asyncio.Task[None]]]:
@@ -73,3 +73,31 @@ async def test_a_pending_call_fails_when_the_other_side_goes_away() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_blocking_caller_in_a_thread_is_answered_while_the_callers_loop_is_blocked() -> None:
+    # A worker's capture writer calls from its thread; its own loop may be blocked meanwhile
+    # (CaptureSink.close waits for the writer thread): the answer must not need that loop.
+    left, right = socket.socketpair()
+    stored: list[Any] = []
+
+    async def main(kind: str, args: tuple[Any, ...]) -> Any:
+        if kind == "refuse":
+            raise TunnelStartError("no")
+        stored.append(args)
+        return ["evicted-id"]
+
+    reader, writer = await asyncio.open_unix_connection(sock=right)
+    channel = Channel(reader, writer, main)
+    serving = asyncio.create_task(channel.serve())
+    caller = BlockingCaller(left, errors={"TunnelStartError": TunnelStartError})
+
+    assert await asyncio.to_thread(caller.call, "write", [{"id": "a"}], []) == ["evicted-id"]
+    assert stored == [([{"id": "a"}], [])]
+    with pytest.raises(TunnelStartError):
+        await asyncio.to_thread(caller.call, "refuse")
+    channel.close()
+    await asyncio.wait_for(serving, 5)
+    with pytest.raises(ChannelClosed):
+        await asyncio.to_thread(caller.call, "write", [], [])
+    left.close()
