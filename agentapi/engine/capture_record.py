@@ -35,9 +35,13 @@ class CaptureRecord:
     # After a 101 to a WebSocket Upgrade: the connection's frames (recorded ones waiting for the
     # sink in `websocket.pending`) and its counters; None for every other exchange.
     websocket: FrameRecorder | None = None
-    # Set by the sink: whether a row exists, and who waits for the completed row to be stored.
+    # Kept by the sink: whether a row exists, whether the sink dropped the capture (queue full),
+    # the capture bytes it counts as held for it, when a record in progress is due to be stored
+    # (loop time), and who waits for the completed row to be stored.
     saved: bool = False
-    saved_size: int = 0
+    dropped: bool = False
+    held_bytes: int = 0
+    due: float = 0.0
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     def add_request(self, data: bytes) -> None:
