@@ -194,7 +194,8 @@ class RequestParser:
 
     def on_message_complete(self) -> None:
         self._events.append(_END)
-        self._headers = []  # dropped trailers
+        if self._headers:
+            self._headers = []  # dropped trailers
         self._head_bytes = 0
 
 
@@ -237,7 +238,13 @@ class ResponseParser:
         self.status = 0
 
     def feed(self, data: bytes) -> ResponseProgress:
-        progress = self._progress = ResponseProgress()
+        """What `data` taught about the response. The same object each time, reset here (a new
+        one per read cost 0.1 us): read it before the next feed."""
+        progress = self._progress
+        progress.head_done = progress.interim = progress.interim_seen = progress.done = False
+        progress.upgraded = progress.trailing = False
+        progress.status = 0
+        progress.keep_alive = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -277,9 +284,9 @@ class ResponseParser:
             progress.interim_seen = True
             return
         progress.head_done = True
-        progress.keep_alive = self._parser.should_keep_alive()
-        if self.expect_head:
+        if self.expect_head:  # done now: on_message_complete, which says keep_alive, waits for a body
             progress.done = True
+            progress.keep_alive = self._parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
         progress = self._progress

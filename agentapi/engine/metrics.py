@@ -40,6 +40,8 @@ M5_ALPHA = 1.0 - math.exp(-TICK_SECONDS / 60.0 / 5)
 M15_ALPHA = 1.0 - math.exp(-TICK_SECONDS / 60.0 / 15)
 
 Clock = Callable[[], float]
+# Module-level names for ExpDecaySample.update (once per request): no attribute lookup per call.
+_exp, _heappush, _heapreplace = math.exp, heapq.heappush, heapq.heapreplace
 Number = int | float
 
 
@@ -125,12 +127,12 @@ class ExpDecaySample:
         if now >= self._next_rescale:
             self._rescale(now)
         # 1 - random() lies in (0, 1], so the division can never be by zero.
-        priority = math.exp(self.alpha * (now - self._t0)) / (1.0 - self._random())
+        priority = _exp(self.alpha * (now - self._t0)) / (1.0 - self._random())
         heap = self._heap
         if len(heap) < self.size:
-            heapq.heappush(heap, (priority, value))
+            _heappush(heap, (priority, value))
         elif priority > heap[0][0]:
-            heapq.heapreplace(heap, (priority, value))
+            _heapreplace(heap, (priority, value))
 
     def _rescale(self, now: float) -> None:
         # Priorities grow as exp(alpha * age); re-basing hourly keeps them far
