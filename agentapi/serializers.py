@@ -3,6 +3,11 @@
 Tunnel metrics come in the serializer's context (`{"metrics": {name: snapshot}}`), taken by the view
 from the runtime on the event loop; a tunnel without one (another agent runs it, no engine in this
 process) shows zeros.
+
+Captures are listed 50 or 100 at a time, each with both messages: they skip DRF's serializer and
+renderer. `capture_wire` builds one capture's dict and `capture_list_document`/`capture_document`
+write the response body themselves, byte for byte what GoJSONRenderer writes (tests/unit/
+test_capture_wire.py holds them to the serializer they replaced), ~5x faster for a list (issue 11).
 """
 
 from __future__ import annotations
