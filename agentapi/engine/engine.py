@@ -17,6 +17,11 @@ member in turn (round robin), and the listener closes with its last member. An e
 The built-in file server (an addr `file:///dir`, file_server.py): the tunnel's own server starts
 on 127.0.0.1 before its listener opens, the running spec's upstream is its address, and it
 closes when the tunnel stops (or when the tunnel fails to open).
+
+More than one process (`--workers N`, agentapi/workers): each process runs an Engine with
+`reuse_port`, every listener bound with SO_REUSEPORT on the same address, and the kernel spreads
+new connections among them. The main process's engine (`port_owner`) first checks a fixed port
+is free without SO_REUSEPORT; the workers' engines bind the port the main process got.
 """
 
 from __future__ import annotations
