@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentapi.capture_store import OrmCaptureStore
-from agentapi.captures.summary import SUMMARY_FIELDS, summary
+from agentapi.captures.summary import SUMMARY_FIELDS, summary, summary_rows
 from agentapi.engine.capture_record import CaptureRecord
 from agentapi.engine.capture_sink import _snapshot, _summary
 from agentapi.engine.policy.trace import TraceEntry
@@ -76,3 +76,18 @@ def test_a_pushed_summary_is_the_listed_one(make) -> None:
     assert set(pushed) <= set(listed)
     assert set(listed) - set(pushed) <= NOT_PUSHED
     assert {key: listed[key] for key in pushed} == pushed
+
+
+@pytest.mark.parametrize("make", [whole, pending, cut_and_incomplete, refused_by_policy])
+def test_a_listed_row_summarises_as_its_capture_does(make) -> None:
+    # List pages read named rows (summary_rows), the detail a Capture: one summary either way.
+    row = _snapshot(make())
+    OrmCaptureStore(budget=0).write([row], [])
+    [listed] = summary_rows(Capture.objects.filter(id=row["id"]))
+    assert summary(listed) == summary(Capture.objects.get(id=row["id"]))
+
+
+def test_a_list_page_is_one_query(django_assert_num_queries) -> None:
+    OrmCaptureStore(budget=0).write([_snapshot(make()) for make in (whole, pending, cut_and_incomplete)], [])
+    with django_assert_num_queries(1):
+        assert len(summary_rows(Capture.objects.order_by("-id")[:101])) == 3

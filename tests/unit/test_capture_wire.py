@@ -233,3 +233,9 @@ def test_text_that_cannot_be_utf8_is_written_as_go_writes_it() -> None:
     document = capture_list_document(captures)
     assert document == reference_list(captures)
     assert '"uri":"/\ufffdx"'.encode() in document
+
+
+def test_a_list_is_one_query(django_assert_num_queries) -> None:
+    varied()
+    with django_assert_num_queries(1):
+        capture_list_document(Capture.objects.order_by("-id")[:50])
