@@ -262,3 +262,51 @@ def test_a_second_agent_with_workers_is_refused_a_port_the_first_one_holds(
         assert len(_all_captures(second)) == 0
     finally:
         second.stop()
+
+
+def _labels(url: str, count: int) -> set[str]:
+    """The x-policy header of `count` requests, each on a connection of its own."""
+    import http.client
+
+    labels = set()
+    for n in range(count):
+        connection = http.client.HTTPConnection(url.split("://")[1], timeout=10)
+        connection.request("GET", f"/p{n}", headers={"Connection": "close"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        labels.add(response.headers["x-policy"])
+        connection.close()
+    return labels
+
+
+@pytest.mark.parametrize("kind", ["service", "file"])
+def test_every_worker_swaps_the_policy_of_an_endpoint_put(
+    tmp_path: Path, upstream: Upstream, workers_agent: AgentProcess, kind: str
+) -> None:
+    agent = workers_agent
+    for n in range(30):
+        (tmp_path / f"p{n}").write_text("page")
+    target = str(upstream.port) if kind == "service" else f"file://{tmp_path}"
+
+    def put(label: str) -> str:
+        policy = (
+            "on_http_response:\n  - actions:\n      - type: add-headers\n"
+            f"        config:\n          headers:\n            x-policy: {label}\n"
+        )
+        response = agent.api("PUT", "/api/endpoints/labelled", {"upstream": {"url": target}, "traffic_policy": policy})
+        assert response.status_code in (200, 201), response.text
+        return str(response.json()["url"])
+
+    url = put("one")
+    assert _labels(url, 30) == {"one"}
+    assert put("two") == url
+    assert _labels(url, 30) == {"two"}  # whichever process took the connection
+    per_process = _tunnel_named(agent, "labelled")["metrics"]["workers"]
+    assert all(w["http"] > 0 for w in per_process)
+
+
+def _tunnel_named(agent: AgentProcess, name: str) -> dict:
+    response = agent.api("GET", f"/api/tunnels/{name}")
+    assert response.status_code == 200, response.text
+    return response.json()
