@@ -192,13 +192,16 @@ class CaptureSink:
         await self._flush(everything=True)
 
     async def close(self) -> None:
+        """Store everything pending, then stop the writer thread. A batch being written when
+        close is called is waited for (its waiters settled), never abandoned mid-write."""
         self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            async with self._flushing:  # the run task is not inside a write while this is held
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
             self._task = None
         while self._ready or self._waiting or self._frames:
             await self._flush(everything=True)

@@ -210,3 +210,21 @@ async def test_one_capture_bigger_than_the_bound_is_still_stored() -> None:
     await sink.flush()
     assert store.batches == [(["a"], [])] and sink.dropped == 0
     await sink.close()
+
+
+async def test_close_waits_for_the_batch_being_written() -> None:
+    gate = threading.Event()
+    store = Store(gate)
+    sink = CaptureSink(store, flush_interval=60)
+    sink.start()
+    first = record("a")
+    waiter = asyncio.ensure_future(sink.stored(first))
+    await until(store.entered.is_set)
+    sink.record(record("b"))
+    closing = asyncio.ensure_future(sink.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # "a" is still being written
+    gate.set()
+    await closing
+    await waiter  # settled: stored, not abandoned
+    assert first.saved and store.batches == [(["a"], []), (["b"], [])]
