@@ -130,7 +130,13 @@ class WorkerSupervisor:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (base, env.get("PYTHONPATH", "")) if p)
         parent, child = socket.socketpair()
         store_parent, store_child = socket.socketpair()
-        config = json.dumps({"index": index, "captures": self._store is not None})
+        config = json.dumps(
+            {
+                "index": index,
+                "captures": self._store is not None,
+                "log_level": logging.getLogger("agentapi").getEffectiveLevel(),
+            }
+        )
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -189,6 +195,11 @@ class WorkerSupervisor:
             write_frames = getattr(self._store, "write_frames", None)
             if write_frames is not None:
                 await loop.run_in_executor(self._executor, write_frames, *args)
+            return None
+        if kind == "log":
+            level, name, text = args
+            logging.getLogger(name).log(level, "worker %s (pid %s): %s", worker.index if worker else "?",
+                                        worker.pid if worker else "?", text)  # fmt: skip
             return None
         if kind == "announce":
             await self._announce(args[0])

@@ -20,7 +20,8 @@ Main -> worker:  start(definition, name, spec_name, port), stop(name), swap(defi
                  spec_name, port), metrics() -> {tunnel: metrics_merge.state}, ping() -> pid,
                  flush() (its pending captures stored, then the reply), close() (listeners
                  closed, captures flushed, then the reply).
-Worker -> main:  note announce(message) on the control channel; on the store channel
+Worker -> main:  note announce(message), note log(level, logger name, text) on the control
+                 channel; on the store channel
                  write(new, changed) -> evicted ids, write_frames(rows, totals) (the capture
                  store's protocol, engine/capture_sink.py).
 """

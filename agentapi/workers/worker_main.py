@@ -2,7 +2,8 @@
 
 Started by the supervisor as `python -m agentapi.workers.worker_main FD STORE_FD CONFIG_JSON`
 with FD and STORE_FD its ends of the control and store channels (wire.py) and CONFIG_JSON
-{"index": i, "captures": bool}. It calls
+{"index": i, "captures": bool, "log_level": the main process's agentapi level}. Its log
+records go to the main process's log (`ChannelLogHandler`), named for the worker there. It calls
 django.setup() for settings only (the same environment as the main process): it opens no database
 connection and uses no channel layer. Its CaptureSink's store and announcements go over the
 channel to the main process, whose store writes them (one writer for the database and its
@@ -59,6 +60,40 @@ class ForwardingStore:
         self._caller.call("write_frames", frames, totals)
 
 
+class ChannelLogHandler(logging.Handler):
+    """This worker's log records, passed to the main process's log (wherever --log points it) as
+    notes; before the channel is up, or after it ends, they go to stderr."""
+
+    def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._channel = channel
+        self._loop = loop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            self._loop.call_soon_threadsafe(self._send, record.levelno, record.name, text)
+        except RuntimeError:  # the loop is closed
+            sys.stderr.write(f"{record.name}: {record.getMessage()}\n")
+        except Exception:
+            self.handleError(record)
+
+    def _send(self, level: int, name: str, text: str) -> None:
+        if self._channel.closed:
+            sys.stderr.write(f"{name}: {text}\n")
+            return
+        task = self._loop.create_task(self._note(level, name, text))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _note(self, level: int, name: str, text: str) -> None:
+        try:
+            await self._channel.note("log", level, name, text)
+        except ConnectionError:
+            sys.stderr.write(f"{name}: {text}\n")
+
+
 class Worker:
     def __init__(self, index: int, captures: bool) -> None:
         self.index = index
@@ -80,6 +115,9 @@ class Worker:
         sock = socket.socket(fileno=fd)
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
         self.channel = channel = Channel(reader, writer, self.handle)
+        logging.getLogger().handlers = [ChannelLogHandler(channel, loop)]
+        # The main process parsed each definition first and logged its notices (deprecated keys).
+        logging.getLogger("agentapi.engine.tunnel_spec").setLevel(logging.ERROR)
         self.public_host = settings.AGENT_PUBLIC_HOST
         if self.captures:
             caller = BlockingCaller(socket.socket(fileno=store_fd))
@@ -187,7 +225,9 @@ def main(argv: list[str]) -> None:
     import django
 
     django.setup()
-    logging.basicConfig(level=logging.WARNING, format=f"worker {config['index']} pid {os.getpid()}: %(message)s")
+    # stderr (Django's LOGGING) until the channel is up; then the main process's log, at its
+    # level for the agent's own loggers (as management/commands/agent.py sets it there).
+    logging.getLogger("agentapi").setLevel(int(config.get("log_level", logging.WARNING)))
     try:
         import uvloop
 

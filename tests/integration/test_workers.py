@@ -310,3 +310,32 @@ def _tunnel_named(agent: AgentProcess, name: str) -> dict:
     response = agent.api("GET", f"/api/tunnels/{name}")
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def test_a_tcp_tunnel_started_through_the_api_runs_in_every_process(
+    upstream: Upstream, workers_agent: AgentProcess
+) -> None:
+    agent = workers_agent
+    started = agent.start_tunnel(name="raw", proto="tcp", addr=str(upstream.port))
+    url = "http://" + started["public_url"].removeprefix("tcp://")
+    assert [_fresh_get(url, f"/tcp-{n}") for n in range(40)] == [200] * 40
+    per_process = _tunnel_named(agent, "raw")["metrics"]["workers"]
+    assert len(per_process) == 2 and all(w["conns"] > 0 for w in per_process)
+    assert sum(w["conns"] for w in per_process) == 40
+
+
+def test_a_workers_log_lines_reach_the_agents_log(workers_agent: AgentProcess) -> None:
+    agent = workers_agent
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    started = agent.start_tunnel(name="dead", proto="tcp", addr=str(dead_port))
+    address = _address("tcp://" + started["public_url"].removeprefix("tcp://"))
+    for _ in range(40):  # each dial fails, in whichever process took the connection
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.settimeout(10)
+            assert sock.recv(1) == b""
+    deadline = time.monotonic() + 10
+    while not any("worker 1 (pid" in line and "dial" in line for line in agent.lines):
+        assert time.monotonic() < deadline, "\n".join(agent.lines)
+        time.sleep(0.05)
