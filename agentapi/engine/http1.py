@@ -321,23 +321,27 @@ def forwarded_head(
     # rest are copied as they came, each with one set lookup and one prefix test.
     skip = _SKIP_ON_UPGRADE if head.upgrade else _SKIP
     if b"connection" in names:
-        skip = skip | _connection_options(head)
+        options = _connection_options(head)
+        if not options <= skip:  # `keep-alive` alone (the usual) is hop-by-hop already
+            skip = skip | options
     if remove:
         skip = skip | remove
     target, authority = origin_form(head.target)
     original_host = b""
     out = [b"%s %s HTTP/%s\r\n" % (head.method, target, head.version.encode())]
     append = out.append
+    extend = out.extend  # a field's four pieces joined once at the end: cheaper than a format each
     # `names` is built beside `headers` (same length); zip's strict check would cost more than
-    # the loop it guards on a short head.
-    for name, pair in zip(names, head.headers):  # noqa: B905
-        if name in skip or name[:12] == b"x-forwarded-":
+    # the loop it guards on a short head. `name[0] == 120`: only names starting with "x" pay the
+    # prefix test.
+    for name, (field_name, value) in zip(names, head.headers):  # noqa: B905
+        if name in skip or (name[0] == 120 and name[:12] == b"x-forwarded-"):
             if name == b"host":
                 # An absolute-form target's authority replaces the Host field (RFC 9112 3.2.2).
-                original_host = authority or pair[1]
-                append(b"%s: %s\r\n" % (pair[0], original_host if host_header is None else host_header))
+                original_host = authority or value
+                extend((field_name, b": ", original_host if host_header is None else host_header, b"\r\n"))
             continue
-        append(b"%s: %s\r\n" % pair)
+        extend((field_name, b": ", value, b"\r\n"))
     if head.upgrade:
         append(b"Connection: Upgrade\r\n")
     if original_host:
@@ -377,10 +381,12 @@ def origin_form(target: bytes) -> tuple[bytes, bytes | None]:
 def _connection_options(head: RequestHead) -> frozenset[bytes]:
     """Lower-cased field names listed in the Connection field(s) (`upgrade` aside: it is kept as
     an upgrade's own field, and _SKIP has it otherwise)."""
-    named: set[bytes] = set()
-    for name, (_, value) in zip(head.names, head.headers, strict=True):
-        if name == b"connection":
-            named.update(option.strip().lower() for option in value.split(b","))
+    names, headers = head.names, head.headers
+    if names.count(b"connection") == 1:  # nearly always: one field, often one option
+        values = [headers[names.index(b"connection")][1]]
+    else:
+        values = [value for name, (_, value) in zip(names, headers, strict=True) if name == b"connection"]
+    named = {option.strip().lower() for value in values for option in value.split(b",")}
     named.discard(b"upgrade")
     return frozenset(named)
 
