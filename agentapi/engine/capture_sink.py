@@ -112,6 +112,9 @@ class CaptureSink:
         self._frames: dict[str, CaptureRecord] = {}  # WebSockets with frames or counters to store
         self._frames_due = 0.0  # loop time by which waiting frames are stored
         self._wake = asyncio.Event()
+        # Armed at (or before) the earliest deadline of what waits: a request's start then costs
+        # no wake-up of the run task (most complete before it fires).
+        self._timer: asyncio.TimerHandle | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-writer")
         self._task: asyncio.Task[None] | None = None
         # One flush at a time: a record's `saved` flag must be set before it is taken again.
@@ -151,10 +154,10 @@ class CaptureSink:
             self._ready[capture_id] = record
             self._wake.set()
         elif not queued:
-            record.due = asyncio.get_running_loop().time() + self._flush_interval
+            due = record.due = asyncio.get_running_loop().time() + self._flush_interval
             self._waiting[capture_id] = record
-            if len(self._waiting) == 1:
-                self._wake.set()  # the earliest deadline changed; later ones never come first
+            if self._timer is None:
+                self._arm(due)
 
     def _drop(self, record: CaptureRecord) -> None:
         self._ready.pop(record.id, None)
@@ -171,9 +174,10 @@ class CaptureSink:
         """A captured WebSocket recorded new frames (`final`: its pipe closed); no waiting."""
         if not self._frames:
             self._frames_due = asyncio.get_running_loop().time() + self._flush_interval
+            if self._timer is None:
+                self._arm(self._frames_due)
         if record.id not in self._frames:
             self._frames[record.id] = record
-            self._wake.set()
         if final:
             self._frames_due = 0.0
             self._wake.set()
@@ -203,6 +207,9 @@ class CaptureSink:
                 except asyncio.CancelledError:
                     pass
             self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self._ready or self._waiting or self._frames:
             await self._flush(everything=True)
         self._executor.shutdown(wait=True)
@@ -214,11 +221,13 @@ class CaptureSink:
             if not self._ready:
                 due = self._next_due()
                 if due is None or due > loop.time():
-                    timer = None if due is None else loop.call_at(due, self._wake.set)
+                    timer = self._timer
+                    if due is not None and (timer is None or timer.when() > due):
+                        if timer is not None:
+                            timer.cancel()
+                        self._arm(due)
                     await self._wake.wait()
-                    if timer is not None:
-                        timer.cancel()
-                    continue  # woken: look again (a new deadline is no reason to write)
+                    continue  # woken: look again (a deadline that moved is no reason to write)
             # At most one batch per `batch_delay`: a steady trickle of requests is not one
             # transaction each. After a quiet spell the first record goes at once.
             pause = self._last_batch + self._batch_delay - loop.time()
@@ -230,6 +239,13 @@ class CaptureSink:
             except Exception:  # the writer must outlive a bad batch (database down, disk full)
                 log.exception("storing captures failed; retrying in %g s", _RETRY_SECONDS)
                 await asyncio.sleep(_RETRY_SECONDS)
+
+    def _arm(self, due: float) -> None:
+        self._timer = asyncio.get_running_loop().call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._wake.set()
 
     def _next_due(self) -> float | None:
         """Loop time at which a waiting record or waiting frames must be stored, None for none."""
