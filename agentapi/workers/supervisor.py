@@ -49,6 +49,7 @@ Announce = Callable[[dict[str, Any]], Awaitable[None]]
 START_TIMEOUT = 60.0
 CALL_TIMEOUT = 30.0
 METRICS_TIMEOUT = 2.0
+ANNOUNCE_TIMEOUT = 2.0  # as engine/capture_sink.py's
 EXIT_TIMEOUT = 10.0
 ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (TunnelConfigError, TunnelStartError, TunnelExists)}
 
@@ -108,6 +109,7 @@ class WorkerSupervisor:
         self._lock = asyncio.Lock()
         self._closing = False
         self._watchers: set[asyncio.Task[None]] = set()
+        self._store_tasks: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-captures")
         self.restarts = 0
 
@@ -175,12 +177,18 @@ class WorkerSupervisor:
             store_channel.close()
             await _end(proc)
             raise RuntimeError(f"worker {index} did not start: {error or type(error).__name__}") from None
+        except BaseException:  # cancelled (the agent is closing): leave nothing running
+            channel.close()
+            store_channel.close()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
         worker = WorkerProcess(
             index=index, pid=pid, proc=proc, channel=channel, serving=serving, store_channel=store_channel
         )
         # The store channel ends with the process; its task ends with it.
-        self._watchers.add(store_serving)
-        store_serving.add_done_callback(self._watchers.discard)
+        self._store_tasks.add(store_serving)
+        store_serving.add_done_callback(self._store_tasks.discard)
         holder.append(worker)
         watcher = asyncio.get_running_loop().create_task(self._watch(worker), name=f"worker-{index}-watch")
         self._watchers.add(watcher)
@@ -202,7 +210,12 @@ class WorkerSupervisor:
                                         worker.pid if worker else "?", text)  # fmt: skip
             return None
         if kind == "announce":
-            await self._announce(args[0])
+            # Bounded as the sink bounds its own: a slow channel layer must not pile up tasks here.
+            try:
+                async with asyncio.timeout(ANNOUNCE_TIMEOUT):
+                    await self._announce(args[0])
+            except TimeoutError:
+                log.warning("announcing a worker's captures took over %g s", ANNOUNCE_TIMEOUT)
             return None
         raise ValueError(f"unknown request {kind!r} from worker {worker.index if worker else '?'}")
 
@@ -282,7 +295,7 @@ class WorkerSupervisor:
 
     # --- lifetime -----------------------------------------------------------------------------
     async def _watch(self, worker: WorkerProcess) -> None:
-        await worker.serving
+        await asyncio.wait([worker.serving])  # not `await`: cancelling the watcher must not end the channel
         worker.store_channel.close()
         status = await _end(worker.proc)
         if self._closing:
@@ -322,12 +335,12 @@ class WorkerSupervisor:
     async def close(self) -> None:
         """Close every worker: listeners, then their pending captures (stored here), then exit."""
         self._closing = True
+        for watcher in list(self._watchers):  # a restart under way gives the lock back now
+            watcher.cancel()
         async with self._lock:
             workers = list(self._workers.values())
             await asyncio.gather(*(self._close_one(worker) for worker in workers))
             self._workers.clear()
-        for watcher in list(self._watchers):
-            watcher.cancel()
         self._executor.shutdown(wait=True)
 
     async def _close_one(self, worker: WorkerProcess) -> None:

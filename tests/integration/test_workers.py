@@ -339,3 +339,35 @@ def test_a_workers_log_lines_reach_the_agents_log(workers_agent: AgentProcess) -
     while not any("worker 1 (pid" in line and "dial" in line for line in agent.lines):
         assert time.monotonic() < deadline, "\n".join(agent.lines)
         time.sleep(0.05)
+
+
+def _worker_processes_of(data_dir: Path) -> list[int]:
+    """Live worker processes started for the agent using `data_dir` (found by their environment)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"agentapi.workers.worker_main" not in (entry / "cmdline").read_bytes():
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"AGENT_DATA_DIR={data_dir}".encode() in environ and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_stop_while_a_worker_is_being_started_again_leaves_no_process(tmp_path: Path, upstream: Upstream) -> None:
+    agent = AgentProcess(tmp_path, "http", str(upstream.port), "--workers", "2").start()
+    try:
+        (worker,) = _worker_pids(agent)
+        os.kill(worker, signal.SIGKILL)
+        time.sleep(0.3)  # the supervisor is starting a new one (about a second of imports)
+        assert agent.stop(signal.SIGTERM) == 0
+    finally:
+        agent.kill()
+    deadline = time.monotonic() + 15
+    while _worker_processes_of(tmp_path):
+        assert time.monotonic() < deadline, _worker_processes_of(tmp_path)
+        time.sleep(0.1)
