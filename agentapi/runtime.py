@@ -216,7 +216,8 @@ class AgentRuntime:
             started = await self._start_specs(specs, shown_definition, definition, str(name))
         for tunnel in started:
             await self._announce_tunnel("tunnel.started", tunnel.name)
-        return [self._info(tunnel) for tunnel in started]
+        workers = await self._worker_metrics()
+        return [self._info(tunnel, workers) for tunnel in started]
 
     async def _specs(self, definition: dict[str, Any], name: str | None) -> list[TunnelSpec]:
         name = name or definition.get("name") or await self._fresh_name(definition)
@@ -307,7 +308,7 @@ class AgentRuntime:
                     await sync_to_async(self.peers.rewrite_row)(self._row(swapped))
             if swapped is not None:
                 await self._announce_tunnel("tunnel.started", name)
-                return Replacement(tunnels=[self._info(swapped)], replaced=True)
+                return Replacement(tunnels=[self._info(swapped, await self._worker_metrics())], replaced=True)
         for spec in specs:  # only checked: start_tunnel loads its own
             if spec.policy is not None:
                 spec.policy.close()
