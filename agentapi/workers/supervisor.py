@@ -14,7 +14,8 @@ Rules (the runtime calls these under its own lock, after its own engine did the 
   see every process's captures.
 - Death: a worker whose channel ends while the agent runs is logged and started again with the
   running tunnels (its open connections were lost, no others); retried with a growing pause
-  (0.5 s to 10 s) if it cannot start. `close()` asks each worker to close its listeners and
+  (0.5 s to 10 s) if it cannot start, or if it died within 10 s of its start (a crash loop). A
+  tunnel a restarted worker refuses is logged and left to the processes that run it. `close()` asks each worker to close its listeners and
   flush its captures (stored here), then ends the channel; one that does not exit in time is killed.
 """
 
@@ -28,9 +29,10 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,11 @@ CALL_TIMEOUT = 30.0
 METRICS_TIMEOUT = 2.0
 ANNOUNCE_TIMEOUT = 2.0  # as engine/capture_sink.py's
 EXIT_TIMEOUT = 10.0
+# A worker that dies within STEADY_AFTER of its start waits before the next: RESTART_PAUSE, doubled
+# each time it happens again, at most RESTART_PAUSE_MAX. One that lived longer starts at once.
+STEADY_AFTER = 10.0
+RESTART_PAUSE = 0.5
+RESTART_PAUSE_MAX = 10.0
 ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (TunnelConfigError, TunnelStartError, TunnelExists)}
 
 
@@ -95,6 +102,8 @@ class WorkerProcess:
     channel: Channel  # control: both ways, on the loops
     serving: asyncio.Task[None]
     store_channel: Channel  # the worker's capture writer's calls
+    started_at: float = field(default_factory=time.monotonic)
+    pause: float = 0.0  # the pause before this start (0: the first, or after a steady run)
 
 
 class WorkerSupervisor:
@@ -307,8 +316,14 @@ class WorkerSupervisor:
             status,
             len(self.orders),
         )
-        pause = 0.5
+        # A worker that dies soon after it started (a crash that comes back) waits longer each
+        # time, so a crash loop costs a process start every RESTART_PAUSE_MAX, not a core.
+        lived = time.monotonic() - worker.started_at
+        pause = 0.0 if lived >= STEADY_AFTER else min(max(worker.pause * 2, RESTART_PAUSE), RESTART_PAUSE_MAX)
+        if pause:
+            log.warning("worker %d lived %.1f s: waiting %g s before starting it", worker.index, lived, pause)
         while not self._closing:
+            await asyncio.sleep(pause)
             async with self._lock:
                 if self._closing or self._workers.get(worker.index) is not worker:
                     return
@@ -317,20 +332,35 @@ class WorkerSupervisor:
                 except Exception as error:
                     log.warning("worker %d could not start: %s", worker.index, error)
                 else:
-                    try:
-                        for order in self.orders.values():
-                            await fresh.channel.call("start", *order.args, timeout=CALL_TIMEOUT)
-                    except Exception as error:
-                        log.warning("worker %d could not start its tunnels: %s", worker.index, error)
-                        fresh.channel.close()  # its watcher sees the end and tries again
-                        self._workers[worker.index] = fresh
-                        return
+                    fresh.pause = pause
                     self._workers[worker.index] = fresh
+                    await self._replay_orders(fresh)
                     self.restarts += 1
                     log.warning("worker %d started again (pid %d)", worker.index, fresh.pid)
                     return
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 10.0)
+            pause = min(max(pause * 2, RESTART_PAUSE), RESTART_PAUSE_MAX)
+
+    async def _replay_orders(self, worker: WorkerProcess) -> None:
+        """Start the running tunnels in a restarted worker. One it refuses (its crt/key file went
+        away since the main process loaded it, say) is logged and left to the processes that run
+        it: refusing the whole worker would only start it again, and again, for ever."""
+        for order in list(self.orders.values()):
+            try:
+                await worker.channel.call("start", *order.args, timeout=CALL_TIMEOUT)
+            except ChannelClosed:
+                return  # it died again: its watcher starts it again
+            except TimeoutError:
+                log.warning("worker %d did not start tunnel %s in time; ending it", worker.index, order.spec_name)
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.kill()  # its watcher starts it again
+                return
+            except Exception as error:
+                log.warning(
+                    "worker %d cannot run tunnel %s (%s); the other processes serve it",
+                    worker.index,
+                    order.spec_name,
+                    error,
+                )
 
     async def close(self) -> None:
         """Close every worker: listeners, then their pending captures (stored here), then exit."""

@@ -1,0 +1,124 @@
+"""`--workers 2` under failure: what a restarted worker cannot run, a worker that keeps dying.
+
+The agent runs as a real subprocess (tests/support/agent_process.py) in front of a real
+http.server (tests/support/upstream.py). Bounded loops only, no timing asserts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.support.agent_process import AgentProcess
+from tests.support.certificates import make_certificate
+from tests.support.upstream import Upstream
+
+
+@pytest.fixture
+def workers_agent(tmp_path: Path, upstream: Upstream) -> Iterator[AgentProcess]:
+    agent = AgentProcess(tmp_path / "agent", "http", str(upstream.port), "--workers", "2").start()
+    try:
+        yield agent
+    finally:
+        pids = _worker_pids(agent)
+        agent.kill()
+        for pid in pids:
+            _wait_gone(pid)
+
+
+def _worker_pids(agent: AgentProcess) -> list[int]:
+    """The engine processes other than the agent's main one, from the per-process metrics."""
+    if agent.proc is None or agent.proc.poll() is not None:
+        return []
+    try:
+        response = agent.api("GET", "/api/tunnels/command_line")
+        workers = response.json()["metrics"]["workers"]
+    except (requests.RequestException, ValueError, KeyError):
+        return []
+    return [w["pid"] for w in workers if w["pid"] != agent.proc.pid]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pid: int, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _wait_line(agent: AgentProcess, text: str, count: int = 1, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while sum(text in line for line in agent.lines) < count:
+        assert time.monotonic() < deadline, "\n".join(agent.lines)
+        time.sleep(0.05)
+
+
+def _fresh_get(url: str, path: str) -> int:
+    """One GET on a connection of its own (Connection: close); the status code."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_a_restarted_worker_that_cannot_run_one_tunnel_serves_the_others(
+    workers_agent: AgentProcess, tmp_path: Path
+) -> None:
+    # A tls tunnel whose crt/key went away after it started (a certificate renewed or moved): the
+    # main process keeps its loaded context, a restarted worker cannot load them. It must still
+    # serve the other tunnels, not be started again and again.
+    agent = workers_agent
+    cert, key = make_certificate(tmp_path)
+    tunnel = agent.start_tunnel(name="term", proto="tls", addr="1", crt=str(cert), key=str(key))
+    cert.unlink()
+    (killed,) = _worker_pids(agent)
+    os.kill(killed, signal.SIGKILL)
+    _wait_line(agent, "started again")
+
+    (fresh,) = _worker_pids(agent)
+    url = agent.public_urls["command_line"]
+    statuses = [_fresh_get(url, f"/after-{n}") for n in range(60)]
+    assert statuses == [200] * 60
+    workers = agent.api("GET", "/api/tunnels/command_line").json()["metrics"]["workers"]
+    assert {w["pid"]: w["http"] for w in workers}.get(fresh, 0) > 0  # it took its share
+    assert _worker_pids(agent) == [fresh]  # the same process: not restarted over and over
+    assert sum("started again" in line for line in agent.lines) == 1, "\n".join(agent.lines)
+    assert any("cannot run tunnel term" in line for line in agent.lines), "\n".join(agent.lines)
+    # The main process still serves the tls tunnel with the certificate it loaded.
+    with socket.create_connection(tuple(tunnel["public_url"].split("://")[1].rsplit(":", 1)), timeout=10):
+        pass
+
+
+def test_a_worker_that_keeps_dying_is_started_again_after_growing_pauses(workers_agent: AgentProcess) -> None:
+    # Killed right after each start, as a crash that comes back would: each restart waits twice
+    # as long as the one before (0.5 s, 1 s, ...), never a process start after another at once.
+    agent = workers_agent
+    for round_ in range(1, 4):
+        (pid,) = _worker_pids(agent)
+        os.kill(pid, signal.SIGKILL)
+        _wait_line(agent, "started again", count=round_)
+    waits = [line.split("waiting ", 1)[1].split(" s", 1)[0] for line in agent.lines if "before starting it" in line]
+    assert waits == ["0.5", "1", "2"], "\n".join(agent.lines)
+    url = agent.public_urls["command_line"]
+    assert [_fresh_get(url, f"/after-{n}") for n in range(20)] == [200] * 20
