@@ -49,6 +49,7 @@ _RECOUNT_SECONDS = 10.0
 _CHUNKS_PER_BUDGET = 64
 # Rows per INSERT statement (fewer where the database allows fewer parameters: 52 on SQLite).
 _ROWS_PER_INSERT = 64
+_STATEMENT_BYTES = 1 << 20
 # A row's stored bytes, from the blobs' lengths: length() reads only a blob's header (SQLite's
 # record header, PostgreSQL's TOAST pointer), while reading `stored_size`, which follows the
 # blobs, makes SQLite walk a big blob's overflow pages (36 ms over 60 rows of 1 MiB).
@@ -117,24 +118,37 @@ class OrmCaptureStore:
     def _insert(self, sql: _Statements, rows: list[dict[str, Any]]) -> None:
         # Plain SQL instead of bulk_create: building model instances cost ~40 us a row, which at
         # proxy rates is most of the agent's CPU. Several rows per statement: one statement
-        # execution per row (executemany) cost more than the rows themselves in SQLite.
+        # execution per row (executemany) cost more than the rows themselves in SQLite. A
+        # statement carries at most about `_STATEMENT_BYTES` of bodies: the database copies the
+        # bytes bound to a statement, and 52 captures of 1 MiB at once took 100 MB of memory.
         adapt = sql.adapt_start
         adapt_trace = sql.adapt_trace
+        per = sql.rows_per_insert
+        whole: list[list[Any]] = []  # statements of `per` rows
+        rest: list[tuple[int, list[Any]]] = []  # shorter ones: (rows, values)
         values: list[Any] = []
+        count = size = 0
         for row in rows:
             value = [row[c] for c in _COLUMNS]
             value[_START_AT] = adapt(value[_START_AT])
             value[_TRACE_AT] = adapt_trace(value[_TRACE_AT])
             values += value
-        per = sql.rows_per_insert
-        width = len(_COLUMNS) * per
-        whole = len(rows) // per
+            count += 1
+            size += row["stored_size"]
+            if count == per or size >= _STATEMENT_BYTES:
+                if count == per:
+                    whole.append(values)
+                else:
+                    rest.append((count, values))
+                values = []
+                count = size = 0
+        if count:
+            rest.append((count, values))
         with connection.cursor() as cursor:
             if whole:
-                cursor.executemany(sql.insert_many, [values[n * width : (n + 1) * width] for n in range(whole)])
-            rest = len(rows) - whole * per
-            if rest:
-                cursor.execute(sql.insert(rest), values[whole * width :])
+                cursor.executemany(sql.insert_many, whole)
+            for count, values in rest:
+                cursor.execute(sql.insert(count), values)
 
     def _update(self, sql: _Statements, rows: list[dict[str, Any]]) -> int:
         with connection.cursor() as cursor:

@@ -7,6 +7,7 @@ import datetime as dt
 import random
 
 import pytest
+from django.db import connection
 
 from agentapi import capture_store
 from agentapi.capture_store import OrmCaptureStore, sqlite_datetime
@@ -113,3 +114,19 @@ def test_start_times_are_written_as_django_writes_them_for_sqlite() -> None:
     starts = edges + [rng.uniform(1.6e9, 1.9e9) for _ in range(20_000)]
     adapt = sqlite_datetime()
     assert [adapt(start) for start in starts] == [reference(start) for start in starts]
+
+
+def test_big_captures_are_not_bound_to_one_statement_together() -> None:
+    # The database copies what a statement binds: 52 captures of 1 MiB in one INSERT held ~100 MB.
+    statements: list[int] = []
+
+    def count_rows(execute, sql, params, many, context):
+        if sql.startswith("INSERT INTO") and "agentapi_capture" in sql:
+            statements.extend([len(p) // 19 for p in params] if many else [len(params) // 19])
+        return execute(sql, params, many, context)
+
+    big = [row(f"airt_{n}", size=700_000) for n in range(3)]
+    with connection.execute_wrapper(count_rows):
+        OrmCaptureStore(budget=0).write(big + [row(f"airt_s{n}") for n in range(3)], [])
+    assert Capture.objects.count() == 6
+    assert statements == [2, 4]  # a statement ends once its bodies reach 1 MiB
