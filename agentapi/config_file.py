@@ -15,6 +15,8 @@ documents is known (`agent/config/v3.mdx`, `agent/config/v2.mdx`, `agent/changel
 |                                       | captures, as `inspect_db_size: -1`                         |
 | `log`, `log_level`, `log_format`      | log target (stdout, stderr, false or a file), level, format|
 | `console_ui`, `console_ui_color`      | the terminal console: true, false, iftty; its background   |
+| `workers` (ours, not ngrok's)         | engine processes sharing each tunnel's port, 1 to 64; as   |
+|                                       | `--workers` (docs/workers.md), which wins over it          |
 | cloud session keys (CLOUD_KEYS):      | accepted and named in one log line ("ignoring cloud-only   |
 | `authtoken`, `api_key`, `connect_url`,| settings"): they configure the session with ngrok's cloud, |
 | `connect_cas`, `crl_url`, ...         | which this agent never opens                               |
@@ -52,6 +54,7 @@ LOCAL_KEYS = frozenset(
         "log_format",
         "console_ui",
         "console_ui_color",
+        "workers",
     }
 )
 CLOUD_KEYS = frozenset(
@@ -101,6 +104,7 @@ class AgentConfig:
     console_ui: str | None = None  # "true", "false" or "iftty"
     console_ui_color: str | None = None
     local_storage: bool | None = None  # False: no captures (inspect_db_size -1)
+    workers: int | None = None  # ours: engine processes (docs/workers.md); --workers wins
     tunnels: dict[str, dict[str, Any]] = field(default_factory=dict)
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
@@ -222,6 +226,10 @@ def _set_local(config: AgentConfig, key: str, value: Any, path: Path) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < -1:
             raise ConfigFileError(f"{path}: inspect_db_size must be bytes, 0 (default) or -1 (off)")
         config.inspect_db_size = value
+    elif key == "workers":
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+            raise ConfigFileError(f"{path}: workers must be a whole number from 1 to 64")
+        config.workers = value
     elif key == "local_storage":
         if not isinstance(value, bool):
             raise ConfigFileError(f"{path}: local_storage must be true or false")

@@ -280,6 +280,7 @@ def test_each_cloud_session_key_is_accepted_and_named_as_ignored(key: str, tmp_p
         ("console_ui: iftty", "console_ui", "iftty"),
         ("console_ui: true", "console_ui", "true"),
         ("console_ui_color: black", "console_ui_color", "black"),
+        ("workers: 2", "workers", 2),
     ],
 )
 def test_each_local_agent_key_sets_what_the_agent_runs_with(lines: str, field: str, value: Any, tmp_path: Path) -> None:
@@ -294,6 +295,10 @@ def test_each_local_agent_key_sets_what_the_agent_runs_with(lines: str, field: s
         ("console_ui: sometimes", "invalid console_ui 'sometimes': one of true, false, iftty"),
         ("local_storage: maybe", "local_storage must be true or false"),
         ("web_addr: false", "web_addr: false is not supported"),
+        ("workers: 0", "workers must be a whole number from 1 to 64"),
+        ("workers: 65", "workers must be a whole number from 1 to 64"),
+        ("workers: two", "workers must be a whole number from 1 to 64"),
+        ("workers: true", "workers must be a whole number from 1 to 64"),
         ("frobnicate: 1", "unknown configuration key 'frobnicate'"),
     ],
 )

@@ -175,7 +175,7 @@ class Command(BaseCommand):
             console_ui=config.console_ui or "iftty",
             console_ui_color=config.console_ui_color or "",
             log_to_stdout=target == "stdout",
-            workers=options.get("workers") or 1,
+            workers=options.get("workers") or config.workers or 1,
         )
         try:
             serve.run(serve_options, log)
