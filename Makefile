@@ -1,12 +1,12 @@
 # Entry points: `make run` (the agent), `make test` (the whole suite), `make check` (lint, types,
 # import contracts and the unit tests: the quick loop), `make soak` (minutes of real-use traffic,
-# SOAK_SECONDS=600 by default), `make lint`, `make bench`.
+# SOAK_SECONDS=600 by default), `make lint`, `make bench`, `make flame`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test check soak lint format bench clean
+.PHONY: run test check soak lint format bench flame clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ format: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) bench/real_traffic.py $(ARGS)
+
+# py-spy flame graphs of the agent under wrk load, into docs/perf/ (make flame ARGS="on-c32")
+flame: $(VENV)/.dev
+	$(PY) bench/flame.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache tests/compat/node_modules
