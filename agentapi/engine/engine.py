@@ -422,6 +422,11 @@ class Engine:
                 self._pools = {key: pool for key, pool in self._pools.items() if pool is not tunnel.pool}
         if closing is not None:
             closing.close()
+            # A connection accepted just before the close is made on the loop's next turn (asyncio
+            # and uvloop schedule connection_made): let it in, so the aborts below reach it too.
+            # Else it is served after its tunnel stopped, after the sink closed (agent shutdown),
+            # its capture lost or left "in progress".
+            await asyncio.sleep(0)
         if tunnel.spec.policy is not None:
             tunnel.spec.policy.close()
         if tunnel.http is not None:
@@ -430,6 +435,10 @@ class Engine:
             tunnel.http.pool.close()
         for side in list(tunnel.tcp_connections):
             side.abort()
+        # abort() has connection_lost run on the next turn, where an exchange cut short hands its
+        # final capture (499, a reason) to the sink: before this returns, so before a close of
+        # the sink that may follow.
+        await asyncio.sleep(0)
         if tunnel.file_server is not None:
             await tunnel.file_server.close()
         if closing is not None:

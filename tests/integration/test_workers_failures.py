@@ -122,3 +122,40 @@ def test_a_worker_that_keeps_dying_is_started_again_after_growing_pauses(workers
     assert waits == ["0.5", "1", "2"], "\n".join(agent.lines)
     url = agent.public_urls["command_line"]
     assert [_fresh_get(url, f"/after-{n}") for n in range(20)] == [200] * 20
+
+
+def test_sigterm_stores_the_final_state_of_every_exchange_it_cuts_short(tmp_path: Path, upstream: Upstream) -> None:
+    # Requests still waiting on a slow service when the agent stops: every process cuts them
+    # short, and each capture must say so (499, a reason), not stay "in progress" for ever.
+    agent = AgentProcess(tmp_path, "http", str(upstream.port), "--workers", "2").start()
+    clients: list[socket.socket] = []
+    try:
+        parts = urlsplit(agent.public_urls["command_line"])
+        assert parts.hostname is not None and parts.port is not None
+        workers = _worker_pids(agent)
+        for n in range(40):  # until the kernel has given the worker some (each a new connection)
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+            sock.sendall(f"GET /slow/30/{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            clients.append(sock)
+            per_process = agent.api("GET", "/api/tunnels/command_line").json()["metrics"]["workers"]
+            if n >= 3 and all(w["conns"] > 0 for w in per_process):
+                break
+        # Stored in progress first (the API's list flushes every process's queue).
+        listed = agent.api("GET", "/api/requests/http?limit=100").json()["requests"]
+        assert len(listed) == len(clients)
+        assert all(c["response"] is None for c in listed)
+        assert agent.stop(signal.SIGTERM) == 0
+        assert all(_wait_gone(pid) for pid in workers)
+    finally:
+        for sock in clients:
+            sock.close()
+        agent.kill()
+
+    again = AgentProcess(tmp_path).start()
+    try:
+        stored = again.api("GET", "/api/requests/http?limit=100").json()["requests"]
+    finally:
+        again.stop()
+    assert len(stored) == len(clients)
+    finals = [(c["request"]["uri"], (c["response"] or {}).get("status_code"), c["incomplete_reason"]) for c in stored]
+    assert all(status == 499 and reason for _, status, reason in finals), finals
