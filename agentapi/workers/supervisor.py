@@ -15,7 +15,8 @@ Rules (the runtime calls these under its own lock, after its own engine did the 
 - Death: a worker whose channel ends while the agent runs is logged and started again with the
   running tunnels (its open connections were lost, no others); retried with a growing pause
   (0.5 s to 10 s) if it cannot start, or if it died within 10 s of its start (a crash loop). A
-  tunnel a restarted worker refuses is logged and left to the processes that run it. `close()` asks each worker to close its listeners and
+  tunnel a restarted worker refuses is logged and left to the processes that run it. A worker
+  that does not answer a ping in PING_TIMEOUT (hung, stopped) is killed, then started again. `close()` asks each worker to close its listeners and
   flush its captures (stored here), then ends the channel; one that does not exit in time is killed.
 """
 
@@ -56,6 +57,11 @@ EXIT_TIMEOUT = 10.0
 # A worker that dies within STEADY_AFTER of its start waits before the next: RESTART_PAUSE, doubled
 # each time it happens again, at most RESTART_PAUSE_MAX. One that lived longer starts at once.
 STEADY_AFTER = 10.0
+# Every PING_INTERVAL each worker is asked for its pid; one that has not answered in PING_TIMEOUT
+# (its loop blocked, the process stopped) is killed and started again: the kernel keeps giving a
+# hung worker its share of the connections, and every flush before a list would wait for it.
+PING_INTERVAL = 5.0
+PING_TIMEOUT = 10.0
 RESTART_PAUSE = 0.5
 RESTART_PAUSE_MAX = 10.0
 ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (TunnelConfigError, TunnelStartError, TunnelExists)}
@@ -120,6 +126,7 @@ class WorkerSupervisor:
         self._watchers: set[asyncio.Task[None]] = set()
         self._store_tasks: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-captures")
+        self._watchdog: asyncio.Task[None] | None = None
         self.restarts = 0
 
     @property
@@ -132,6 +139,7 @@ class WorkerSupervisor:
         async with self._lock:
             for index in range(1, self.count + 1):
                 self._workers[index] = await self._spawn(index)
+        self._watchdog = asyncio.get_running_loop().create_task(self._ping_forever(), name="workers-watchdog")
 
     async def _spawn(self, index: int) -> WorkerProcess:
         from django.conf import settings
@@ -362,9 +370,27 @@ class WorkerSupervisor:
                     error,
                 )
 
+    async def _ping_forever(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(PING_INTERVAL)
+            workers = [worker for worker in self._workers.values() if not worker.channel.closed]
+            answers = await asyncio.gather(
+                *(worker.channel.call("ping", timeout=PING_TIMEOUT) for worker in workers), return_exceptions=True
+            )
+            for worker, answer in zip(workers, answers, strict=True):
+                if isinstance(answer, TimeoutError) and not self._closing:
+                    log.warning(
+                        "worker %d (pid %d) did not answer for %g s; ending it", worker.index, worker.pid, PING_TIMEOUT
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.proc.kill()  # its watcher starts it again
+
     async def close(self) -> None:
         """Close every worker: listeners, then their pending captures (stored here), then exit."""
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for watcher in list(self._watchers):  # a restart under way gives the lock back now
             watcher.cancel()
         async with self._lock:

@@ -159,3 +159,16 @@ def test_sigterm_stores_the_final_state_of_every_exchange_it_cuts_short(tmp_path
     assert len(stored) == len(clients)
     finals = [(c["request"]["uri"], (c["response"] or {}).get("status_code"), c["incomplete_reason"]) for c in stored]
     assert all(status == 499 and reason for _, status, reason in finals), finals
+
+
+def test_a_hung_worker_is_ended_and_started_again(workers_agent: AgentProcess) -> None:
+    # A stopped process keeps its share of the port's connections (they would wait for ever):
+    # the main process notices it answers nothing, kills it and starts a fresh one.
+    agent = workers_agent
+    (hung,) = _worker_pids(agent)
+    os.kill(hung, signal.SIGSTOP)
+    _wait_line(agent, "did not answer")
+    _wait_line(agent, "started again")
+    assert _wait_gone(hung)
+    url = agent.public_urls["command_line"]
+    assert [_fresh_get(url, f"/after-{n}") for n in range(20)] == [200] * 20
