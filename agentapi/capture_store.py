@@ -97,7 +97,7 @@ class OrmCaptureStore:
                 self._insert(sql, new)
             if changed:
                 growth = self._update(sql, changed)
-        if new:
+        if new and self.budget > 0:  # without a bound nothing is evicted: no map to keep
             self._add(new)
         if growth and self._chunks:
             self._chunks[-1][1] += growth  # a row that grew is among the newest, near enough

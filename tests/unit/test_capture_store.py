@@ -47,6 +47,16 @@ def test_writing_the_same_new_row_twice_is_harmless() -> None:
     assert Capture.objects.get(id="airt_1").status_code == 201
 
 
+def test_a_store_without_a_bound_keeps_no_map_of_its_rows() -> None:
+    # inspect_db_size 0 or less: nothing is ever evicted, so the map eviction reads must not grow
+    # one entry per capture for the life of the process.
+    store = OrmCaptureStore(0)
+    for batch in range(200):
+        assert store.write([row(f"airt_{batch:04d}{n}") for n in range(5)], []) == []
+    assert Capture.objects.count() == 1000
+    assert len(store._chunks) == 0
+
+
 def test_the_oldest_rows_go_down_to_the_low_water_mark() -> None:
     store = OrmCaptureStore(budget=1000)
     evicted = store.write([row(f"airt_{n:02d}") for n in range(12)], [])
