@@ -26,6 +26,7 @@ elsewhere (clear, delete one) are swept after `forget_total` and at each recount
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import math
@@ -190,6 +191,12 @@ class OrmCaptureStore:
         added = 0
         for capture_id, size in sorted((row["id"], row["stored_size"]) for row in rows):
             added += size
+            if last is not None and capture_id < last[0]:
+                # Older than the newest run (another process's batch, `--workers`, or a record
+                # stored late): counted in the run whose range delete removes it, so the runs
+                # stay in id order and eviction frees what it planned.
+                chunks[bisect.bisect_left(chunks, capture_id, key=_bound)][1] += size
+                continue
             if last is not None and last[1] < cap:
                 if capture_id > last[0]:
                     last[0] = capture_id
@@ -453,3 +460,9 @@ _TOTALS_COLUMNS = (
     "recorded",
     "stopped",
 )
+
+
+def _bound(chunk: list[Any]) -> str:
+    """A run's newest id (the runs are [newest id, bytes], in id order)."""
+    bound: str = chunk[0]
+    return bound

@@ -60,3 +60,13 @@ def test_ids_match_their_digits_over_many_carries() -> None:
     for _ in range(10_000):
         capture_id = factory.new(now=1_700_000_000)
         assert capture_id == "airt_" + "".join(alphabet[d] for d in factory._digits)
+
+
+def test_ids_of_two_processes_sort_by_time_within_a_second() -> None:
+    # --workers N: each process has its own factory; a capture made later sorts later.
+    main, worker = CaptureIdFactory(random.Random(9)), CaptureIdFactory(random.Random(10))
+    made = []
+    for n in range(200):
+        factory = (main, worker)[n * 7 % 3 % 2]
+        made.append(factory.new(now=1_700_000_000 + n * 0.004))
+    assert made == sorted(made)
