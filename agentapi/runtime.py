@@ -421,6 +421,14 @@ class AgentRuntime:
         agent stores no captures (inspect_db_size -1)."""
         return self._store.budget if self._store is not None else None
 
+    @property
+    def captures_dropped(self) -> int:
+        """Captures not kept since start because the database was not keeping up (the capture
+        sink's bounds: AGENT_CAPTURE_QUEUE captures or 64 MiB of capture bytes waiting); their
+        requests were forwarded all the same. With --workers, the workers' drops as last reported."""
+        own = self._sink.dropped if self._sink is not None else 0
+        return own + (self._workers.captures_dropped if self._workers is not None else 0)
+
     async def replay(
         self,
         source: Capture | bytes,

@@ -431,6 +431,13 @@ class Agent:
         finally:
             db.close()
 
+    def captures_dropped(self) -> float:
+        """Captures the agent did not keep since it started (the storage line's `dropped`: the
+        database was not keeping up); NaN when the agent does not say."""
+        web = self.api.removesuffix("/api")
+        _, body = http("GET", web + "/inspect/storage.json")
+        return float(json.loads(body).get("dropped", math.nan))
+
     def dropped_warnings(self) -> list[str]:
         """The capture sink's warnings about captures dropped because its queue was full."""
         return [line for line in self.lines if "capture queue full" in line]

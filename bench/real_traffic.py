@@ -249,6 +249,7 @@ class Run:
             host, port = self.ports[service][path]
             url = f"http://{host}:{port}{urlpath}"
             run_wrk(url, connections, 1, self.script, self.args.client_cpus)  # warm-up
+            dropped = self.on.captures_dropped() if path == "on" else math.nan
             out[path] = measured(
                 self.pid_of(path),
                 functools.partial(run_wrk, url, connections, self.args.seconds, self.script, self.args.client_cpus),
@@ -256,6 +257,8 @@ class Run:
             )
             if path == "on":
                 out[path]["stored_rows"] = self.on.stored()[0]
+                # Captures of this window's requests that were not kept (the sink's bounds).
+                out[path]["captures_dropped"] = self.on.captures_dropped() - dropped
         return out
 
     def fresh_block(self, service: str, method: str, concurrency: int, close: bool) -> dict[str, Any]:
@@ -421,9 +424,9 @@ def summarise(rounds: list[dict[str, Any]], out: dict[str, Any]) -> tuple[str, l
     lines.append("**Keep-alive (wrk)**: medians over rounds; ratios taken within each round.\n")
     lines.append(
         "| load | path | req/s | x direct | MB/s | p50 ms | p99 ms | p99 x direct | proxy CPU us/req "
-        "| x nginx-proxy CPU | ms CPU/MiB |"
+        "| x nginx-proxy CPU | ms CPU/MiB | captures kept |"
     )
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     names = {"c32": "nginx 256 B, c=32", "c1": "nginx 256 B, c=1", "1mib": "nginx 1 MiB, c=4",
              "uvicorn_c32": "uvicorn, c=32"}  # fmt: skip
     for block, label in names.items():
@@ -437,7 +440,7 @@ def summarise(rounds: list[dict[str, Any]], out: dict[str, Any]) -> tuple[str, l
                 f"| {label} | {path} | {per_round(block, path, 'rps'):,.0f} | {per_round(block, path, 'rps', 'direct'):.2f} "
                 f"| {per_round(block, path, 'mb_per_s'):,.1f} | {per_round(block, path, 'p50_us') / 1000:.2f} "
                 f"| {per_round(block, path, 'p99_us') / 1000:.2f} | {per_round(block, path, 'p99_us', 'direct'):.2f} "
-                f"| {fmt(cpu, '.1f')} | {fmt(x_px, '.2f')} | {fmt(mib_ms, '.2f')} |"
+                f"| {fmt(cpu, '.1f')} | {fmt(x_px, '.2f')} | {fmt(mib_ms, '.2f')} | {kept(rounds, block, path)} |"
             )
     lines.append("\n**One connection per request** (GET, c=1; webhooks: 1 KB JSON POST, `Connection: close`, c=4)\n")
     lines.append("| service | path | req/s | p50 ms | p99 ms | added p50 ms (median of rounds) | agent CPU us/req |")
@@ -514,13 +517,21 @@ def summarise(rounds: list[dict[str, Any]], out: dict[str, Any]) -> tuple[str, l
         Target("inspected p99 x direct p99 (c=32)", per_round("c32", "on", "p99_us", "direct"), 2.0),
         *[Target(f"fresh connection added p50, {s} (inspected)", v, 1.0, " ms", strict=True) for s, v in added.items()],
         Target("1 MiB MB/s x nginx-proxy, inspection off", per_round("1mib", "off", "mb_per_s", "nginx-proxy"), 0.9, at_most=False),
-        Target("1 MiB MB/s x nginx-proxy, inspection on", per_round("1mib", "on", "mb_per_s", "nginx-proxy"), 0.9, at_most=False),
+        Target(f"1 MiB MB/s x nginx-proxy, inspection on (captures kept: {kept(rounds, '1mib', 'on')})", per_round("1mib", "on", "mb_per_s", "nginx-proxy"), 0.9, at_most=False),
         Target("upload RSS growth", up["rss_growth_mb"] if up and up["received_by_upstream"] == up["bytes"] else math.nan, 64, " MB", strict=True),
         Target("capture visible in the API p99", out.get("api_visible", {}).get("p99_ms", math.nan), 50, " ms", strict=True),
         Target("WebSocket push p99", out.get("ws_push", {}).get("p99_ms", math.nan), 50, " ms", strict=True),
         Target("API list of 50 of 100,000 p50", out.get("api_list_50", {}).get("p50_ms", math.nan), 10, " ms", strict=True),
     ]  # fmt: skip
     return "\n".join(lines), targets
+
+
+def kept(rounds: list[dict[str, Any]], block: str, path: str) -> str:
+    """The share of an inspected window's requests whose captures were kept ("-" elsewhere)."""
+    if path != "on":
+        return "-"
+    shares = [1 - r[block][path].get("captures_dropped", math.nan) / max(r[block][path]["requests"], 1) for r in rounds]
+    return fmt(med(shares) * 100, ".0f") + ("%" if not math.isnan(med(shares)) else "")
 
 
 def fmt(value: float, spec: str) -> str:

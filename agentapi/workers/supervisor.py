@@ -110,6 +110,7 @@ class WorkerProcess:
     store_channel: Channel  # the worker's capture writer's calls
     started_at: float = field(default_factory=time.monotonic)
     pause: float = 0.0  # the pause before this start (0: the first, or after a steady run)
+    captures_dropped: int = 0  # as the worker last said (its sink's count, since it started)
 
 
 class WorkerSupervisor:
@@ -128,6 +129,13 @@ class WorkerSupervisor:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-captures")
         self._watchdog: asyncio.Task[None] | None = None
         self.restarts = 0
+        self._dropped_before = 0  # captures dropped by worker processes that have exited
+
+    @property
+    def captures_dropped(self) -> int:
+        """Captures the workers' sinks did not keep (their bounds: the main process's store was
+        not keeping up), as of their last answers (every PING_INTERVAL), exited workers included."""
+        return self._dropped_before + sum(worker.captures_dropped for worker in self._workers.values())
 
     @property
     def pids(self) -> list[int]:
@@ -315,6 +323,8 @@ class WorkerSupervisor:
         await asyncio.wait([worker.serving])  # not `await`: cancelling the watcher must not end the channel
         worker.store_channel.close()
         status = await _end(worker.proc)
+        self._dropped_before += worker.captures_dropped  # its successor counts from zero
+        worker.captures_dropped = 0
         if self._closing:
             return
         log.warning(
@@ -377,6 +387,12 @@ class WorkerSupervisor:
             answers = await asyncio.gather(
                 *(worker.channel.call("ping", timeout=PING_TIMEOUT) for worker in workers), return_exceptions=True
             )
+            dropped = await asyncio.gather(
+                *(worker.channel.call("dropped", timeout=PING_TIMEOUT) for worker in workers), return_exceptions=True
+            )
+            for worker, count in zip(workers, dropped, strict=True):
+                if isinstance(count, int):
+                    worker.captures_dropped = count
             for worker, answer in zip(workers, answers, strict=True):
                 if isinstance(answer, TimeoutError) and not self._closing:
                     log.warning(

@@ -18,8 +18,9 @@ up a metrics request. When the socket ends, every pending call fails with `Chann
 
 Main -> worker:  start(definition, name, spec_name, port), stop(name), swap(definition, name,
                  spec_name, port), metrics() -> {tunnel: metrics_merge.state}, ping() -> pid,
-                 flush() (its pending captures stored, then the reply), close() (listeners
-                 closed, captures flushed, then the reply).
+                 dropped() -> captures its sink did not keep, flush() (its pending captures
+                 stored, then the reply), close() (listeners closed, captures flushed, then the
+                 reply).
 Worker -> main:  note announce(message), note log(level, logger name, text) on the control
                  channel; on the store channel
                  write(new, changed) -> evicted ids, write_frames(rows, totals) (the capture

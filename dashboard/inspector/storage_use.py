@@ -40,6 +40,9 @@ class StorageUse:
     stored_bytes: int
     budget: int | None  # bytes; 0 or less: no bound; None: this agent stores no captures
     exact: bool  # False while rows may have left since the last full count
+    # Captures not kept since the agent started: the database was not keeping up (the requests
+    # were forwarded; only their captures are missing from the list).
+    dropped: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -47,20 +50,26 @@ class StorageUse:
             "stored_bytes": self.stored_bytes,
             "budget": self.budget,
             "exact": self.exact,
+            "dropped": self.dropped,
             "line": storage_line(self),
         }
 
 
 def storage_line(use: StorageUse) -> str:
-    """'1,234 captures, 12.3 MB of 50 MB' (MB: 1,000,000 bytes, as AGENT_INSPECT_DB_SIZE counts)."""
+    """'1,234 captures, 12.3 MB of 50 MB' (MB: 1,000,000 bytes, as AGENT_INSPECT_DB_SIZE counts),
+    then '; 56 not kept: the database could not keep up' when captures were dropped."""
     about = "" if use.exact else "about "
     noun = "capture" if use.captures == 1 else "captures"
     line = f"{about}{use.captures:,} {noun}, {_mb(use.stored_bytes)}"
     if use.budget is None:
-        return line + " (this agent stores no new captures)"
-    if use.budget <= 0:
-        return line + " (no size limit)"
-    return f"{line} of {_mb(use.budget)}"
+        line += " (this agent stores no new captures)"
+    elif use.budget <= 0:
+        line += " (no size limit)"
+    else:
+        line += f" of {_mb(use.budget)}"
+    if use.dropped:
+        line += f"; {use.dropped:,} not kept: the database could not keep up"
+    return line
 
 
 def _mb(size: int) -> str:
@@ -131,4 +140,5 @@ def storage_use(tally: StorageTally | None = None) -> StorageUse:
     captures, stored, exact = (tally or _tally).read()
     runtime = current_runtime()
     budget = runtime.inspect_db_size if runtime is not None else settings.AGENT_INSPECT_DB_SIZE
-    return StorageUse(captures=captures, stored_bytes=stored, budget=budget, exact=exact)
+    dropped = runtime.captures_dropped if runtime is not None else 0
+    return StorageUse(captures=captures, stored_bytes=stored, budget=budget, exact=exact, dropped=dropped)

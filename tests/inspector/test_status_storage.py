@@ -103,6 +103,10 @@ def test_a_row_deleted_from_the_middle_is_seen_at_the_periodic_count(
         (StorageUse(3, 2_000, 50_000_000, False), "about 3 captures, < 0.1 MB of 50 MB"),
         (StorageUse(0, 0, 0, True), "0 captures, 0 MB (no size limit)"),
         (StorageUse(5, 3_000_000, None, True), "5 captures, 3 MB (this agent stores no new captures)"),
+        (
+            StorageUse(40, 42_000_000, 50_000_000, True, dropped=1234),
+            "40 captures, 42 MB of 50 MB; 1,234 not kept: the database could not keep up",
+        ),
     ],
 )
 def test_the_storage_line_reads_as_people_say_it(use: StorageUse, line: str) -> None:
