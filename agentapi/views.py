@@ -51,6 +51,7 @@ from .runtime import (
     ReplayRefused,
     TunnelConfigError,
     TunnelExists,
+    TunnelInfo,
     TunnelNotRunning,
     TunnelStartError,
     current_runtime,
@@ -120,11 +121,38 @@ def _metrics() -> dict[str, dict[str, Any]]:
     return {tunnel.name: tunnel.metrics for tunnel in async_to_sync(runtime.tunnels)()}
 
 
-def _start(definition: dict[str, Any], *, shown: dict[str, Any] | None = None) -> Tunnel:
+def _start(definition: dict[str, Any], *, shown: dict[str, Any] | None = None) -> TunnelInfo:
     runtime = _runtime()
     with _runtime_errors():
         started = async_to_sync(runtime.start_tunnel)(definition, shown_definition=shown)
-    return Tunnel.objects.get(name=started[0].name)
+    return started[0]
+
+
+def _started_row(started: TunnelInfo) -> Tunnel:
+    """The row of a tunnel the runtime just started, for the tunnel's answer (its ID is only there).
+
+    A DELETE of the same name may land between the start and this read: the tunnel was stopped,
+    and the answer is the 404 a later GET would give, not a 500 from `get`.
+    """
+    tunnel = Tunnel.objects.filter(name=started.name).first()
+    if tunnel is None:
+        raise TunnelNotFound(started.name)
+    return tunnel
+
+
+def _endpoint(started: TunnelInfo, shown: dict[str, Any]) -> tuple[Tunnel, dict[str, Any]]:
+    """An endpoint the runtime just started or swapped, and its serializer context, from what the
+    runtime returned and the definition as posted: no read of its row, which a concurrent DELETE
+    may already have removed (the start happened; ngrok answers it as started)."""
+    tunnel = Tunnel(
+        name=started.name,
+        public_url=started.public_url,
+        proto=started.proto,
+        addr=started.addr,
+        inspect=started.inspect,
+        definition=shown,
+    )
+    return tunnel, {"detail": True, "metrics": {started.name: started.metrics}}
 
 
 def _stop(name: str) -> None:
@@ -170,6 +198,7 @@ class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         request={"application/json": doc.ref("TunnelDefinition")},
         responses=doc.responses(
             {201: doc.ok("Tunnel")},
+            e404="A DELETE of the same name stopped it before it could be answered.",
             e502="The listener could not be opened (error_code 103).",
             e503="No tunnel engine runs in this process.",
         ),
@@ -179,7 +208,7 @@ class TunnelViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
             definition = tunnel_definition(decoded_like_go(request.data))
         except TunnelConfigError as error:
             raise InvalidTunnelConfig(str(error)) from None
-        tunnel = _start(definition)
+        tunnel = _started_row(_start(definition))
         return Response(TunnelSerializer(tunnel, context={"metrics": _metrics()}).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -231,8 +260,9 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         body = decoded_like_go(request.data)
         definition = self._definition(body, None)
-        tunnel = _start(definition, shown=_as_posted(definition, body))
-        return Response(EndpointSerializer(tunnel, context=_detail()).data, status=status.HTTP_201_CREATED)
+        shown = _as_posted(definition, body)
+        tunnel, context = _endpoint(_start(definition, shown=shown), shown)
+        return Response(EndpointSerializer(tunnel, context=context).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="endpoints_retrieve",
@@ -261,13 +291,12 @@ class EndpointViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         runtime = _runtime()
         # The runtime checks the whole new definition before it stops the old endpoint, and puts
         # the old one back if the new listener cannot open: a failed PUT changes nothing.
+        shown = _as_posted(definition, body)
         with _runtime_errors():
-            replacement = async_to_sync(runtime.replace_tunnel)(
-                name, definition, shown_definition=_as_posted(definition, body)
-            )
-        tunnel = Tunnel.objects.get(name=replacement.tunnels[0].name)
+            replacement = async_to_sync(runtime.replace_tunnel)(name, definition, shown_definition=shown)
+        tunnel, context = _endpoint(replacement.tunnels[0], shown)
         code = status.HTTP_200_OK if replacement.replaced else status.HTTP_201_CREATED
-        return Response(EndpointSerializer(tunnel, context=_detail()).data, status=code)
+        return Response(EndpointSerializer(tunnel, context=context).data, status=code)
 
     @extend_schema(
         operation_id="endpoints_destroy",
