@@ -59,6 +59,17 @@ class CaptureRecord:
             raw += data[:room] if len(data) > room else data
         self.response_size += len(data)
 
+    def cut_to(self, limit: int) -> None:
+        """Keep at most `limit` bytes of each message, of what is held and from now on; the true
+        sizes still count every byte, so the capture says it was cut (the capture sink's pressure
+        rule)."""
+        self.limit = limit
+        if len(self.request_raw) > limit:
+            del self.request_raw[limit:]
+        raw = self.response_raw
+        if raw is not None and len(raw) > limit:
+            del raw[limit:]
+
     def restart_response(self) -> None:
         """Forget what the upstream sent: the agent's own error page replaces it."""
         self.response_raw = None

@@ -15,6 +15,10 @@ the record (no waiting). Rules:
   or being written) new captures are dropped and counted (`dropped`), their waiters told, and
   forwarding goes on; a capture dropped once stays dropped. The update of a row that exists is
   always taken (dropping it would leave a row that claims to be pending forever).
+- Before that, under pressure (more than half of `max_pending_bytes` held), a new capture keeps at
+  most `pressure_capture_limit` bytes of each message (`CaptureRecord.cut_to`; its true sizes stay,
+  so it says it was cut): while large bodies outrun the database the list stays whole, every
+  request shown with its head, rather than short of the captures dropped.
 - A failed batch (database down, disk full) is queued again and retried after `_RETRY_SECONDS`;
   inserts are upserts, so a batch that did reach the database is harmless to write again.
 - The store may block (a worker's store forwards over a pipe): it only ever runs in the one writer
@@ -59,6 +63,9 @@ BATCH_DELAY = 0.02
 # Capture bytes the sink may hold before new captures are dropped: the count bound alone let
 # 20,000 pending 1 MiB captures take 20 GB.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
+# What a new capture keeps of each message while more than half of that is held: room for any head
+# (llhttp's default bound is 80 KiB, but heads past a few KiB are rare) and the start of the body.
+PRESSURE_CAPTURE_LIMIT = 64 * 1024
 
 
 class CaptureStore(Protocol):
@@ -95,11 +102,15 @@ class CaptureSink:
         max_pending_bytes: int = MAX_PENDING_BYTES,
         flush_interval: float = 0.05,
         batch_delay: float = BATCH_DELAY,
+        pressure_capture_limit: int = PRESSURE_CAPTURE_LIMIT,
     ) -> None:
         self._store = store
         self._announce = announce
         self._max_pending = max_pending
         self._max_pending_bytes = max_pending_bytes
+        self._pressure_bytes = max_pending_bytes // 2
+        self._pressure_limit = pressure_capture_limit
+        self.cut = 0  # captures cut to `pressure_capture_limit` under pressure
         self._flush_interval = flush_interval
         self._batch_delay = batch_delay
         self._last_batch = float("-inf")  # loop time the run task last took a batch
@@ -130,9 +141,18 @@ class CaptureSink:
         if record.dropped:
             _settle(record, CaptureDropped(_DROPPED))
             return
-        size = record.stored_size
         capture_id = record.id
         queued = capture_id in self._ready or capture_id in self._waiting
+        if (
+            self._held_bytes > self._pressure_bytes
+            and record.limit > self._pressure_limit
+            and not queued
+            and not record.saved
+            and capture_id not in self._writing
+        ):
+            record.cut_to(self._pressure_limit)
+            self.cut += 1
+        size = record.stored_size
         others = self._held_bytes - record.held_bytes
         # A row that exists, or is being written, always takes its update; one capture alone is
         # never too big (the capture limit bounds it).

@@ -172,6 +172,30 @@ async def test_past_the_byte_bound_new_captures_are_dropped_and_counted() -> Non
     await sink.close()
 
 
+async def test_under_pressure_a_new_capture_is_cut_instead_of_dropped() -> None:
+    # Past half the byte bound a new capture keeps at most `pressure_capture_limit` of each
+    # message: it is stored, cut and saying so, where it would otherwise have been dropped.
+    store = Store()
+    sink = CaptureSink(store, flush_interval=60, max_pending_bytes=1000, pressure_capture_limit=100)
+    sink.record(record("a", body=600))
+    late = record("b", complete=False)
+    sink.record(late)  # the exchange's start, under pressure
+    late.add_response(b"y" * 700)
+    late.complete, late.status_code = True, 200
+    sink.record(late)
+    assert (sink.dropped, sink.cut) == (0, 1)
+    await sink.flush()
+    rows = {row["id"]: row for row in store.rows}
+    assert len(rows["b"]["response_raw"]) == 100
+    assert rows["b"]["response_size"] == 700  # the true size: the capture says it was cut
+    assert rows["b"]["stored_size"] < rows["b"]["request_size"] + rows["b"]["response_size"]
+    assert len(rows["a"]["response_raw"]) == 600  # what came before the pressure is whole
+    sink.record(record("c", body=600))  # nothing held any more: whole again
+    await sink.flush()
+    assert len(store.rows[-1]["response_raw"]) == 600
+    await sink.close()
+
+
 async def test_a_capture_that_grows_past_the_byte_bound_is_dropped_when_it_completes() -> None:
     store = Store()
     sink = CaptureSink(store, flush_interval=60, max_pending_bytes=1000)
