@@ -431,6 +431,23 @@ class Agent:
         finally:
             db.close()
 
+    def whole_share(self, uri: str) -> float:
+        """Of the stored captures of `uri`, the share that kept their response up to the capture
+        limit (AGENT_CAPTURE_LIMIT, 1 MiB: the sink cuts new captures to 64 KiB a message while its
+        queue is over half full); NaN when none."""
+        db = sqlite3.connect(f"file:{self.data_dir / 'agent.sqlite3'}?mode=ro", uri=True, timeout=30)
+        try:
+            (table,) = db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE '%capture'"
+            ).fetchone()
+            rows, whole = db.execute(
+                f'SELECT COUNT(*), SUM(length(response_raw) >= MIN(response_size, 1048576)) FROM "{table}" WHERE uri = ?',
+                (uri,),
+            ).fetchone()
+            return whole / rows if rows else math.nan
+        finally:
+            db.close()
+
     def captures_dropped(self) -> float:
         """Captures the agent did not keep since it started (the storage line's `dropped`: the
         database was not keeping up); NaN when the agent does not say."""

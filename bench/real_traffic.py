@@ -259,6 +259,7 @@ class Run:
                 out[path]["stored_rows"] = self.on.stored()[0]
                 # Captures of this window's requests that were not kept (the sink's bounds).
                 out[path]["captures_dropped"] = self.on.captures_dropped() - dropped
+                out[path]["whole_share"] = self.on.whole_share(urlpath)
         return out
 
     def fresh_block(self, service: str, method: str, concurrency: int, close: bool) -> dict[str, Any]:
@@ -531,7 +532,11 @@ def kept(rounds: list[dict[str, Any]], block: str, path: str) -> str:
     if path != "on":
         return "-"
     shares = [1 - r[block][path].get("captures_dropped", math.nan) / max(r[block][path]["requests"], 1) for r in rounds]
-    return fmt(med(shares) * 100, ".0f") + ("%" if not math.isnan(med(shares)) else "")
+    text = fmt(med(shares) * 100, ".0f") + ("%" if not math.isnan(med(shares)) else "")
+    whole = med([r[block][path].get("whole_share", math.nan) for r in rounds])
+    if block == "1mib" and not math.isnan(whole):
+        text += f", {whole * 100:.0f}% to the 1 MiB limit"  # the others cut to 64 KiB, and marked so
+    return text
 
 
 def fmt(value: float, spec: str) -> str:
