@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import sys
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -60,15 +61,29 @@ class ForwardingStore:
         self._caller.call("write_frames", frames, totals)
 
 
+# Log lines waiting for the channel, at most. A worker can log faster than the main process reads
+# (a down service at a high request rate logs a 502 per request): past this the lines are counted,
+# not kept, and one note says how many were dropped, so a slow reader cannot grow this process.
+MAX_LOG_NOTES_QUEUED = 1000
+
+
 class ChannelLogHandler(logging.Handler):
     """This worker's log records, passed to the main process's log (wherever --log points it) as
-    notes; before the channel is up, or after it ends, they go to stderr."""
+    notes, in order, by one sender task; before the channel is up, or after it ends, they go to
+    stderr.
+
+    At most MAX_LOG_NOTES_QUEUED lines wait for the channel; lines past that are dropped and
+    counted, and a warning "N log lines dropped" takes their place once the queue is down to half
+    (or empty), so the main log says that, and how many, lines are missing.
+    """
 
     def __init__(self, channel: Channel, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self._channel = channel
         self._loop = loop
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: deque[tuple[int, str, str]] = deque()
+        self._sender: asyncio.Task[None] | None = None
+        self._dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -83,15 +98,31 @@ class ChannelLogHandler(logging.Handler):
         if self._channel.closed:
             sys.stderr.write(f"{name}: {text}\n")
             return
-        task = self._loop.create_task(self._note(level, name, text))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Down to half before the count goes out: one note per overflow, not one every other line.
+        if self._dropped and len(self._queue) <= MAX_LOG_NOTES_QUEUED // 2:
+            self._queue.append(self._dropped_note())
+        if len(self._queue) >= MAX_LOG_NOTES_QUEUED:
+            self._dropped += 1
+            return
+        self._queue.append((level, name, text))
+        if self._sender is None:
+            self._sender = self._loop.create_task(self._send_queued())
 
-    async def _note(self, level: int, name: str, text: str) -> None:
+    def _dropped_note(self) -> tuple[int, str, str]:
+        dropped, self._dropped = self._dropped, 0
+        text = f"{dropped} log lines dropped (this worker logged faster than the main process read them)"
+        return logging.WARNING, log.name, text
+
+    async def _send_queued(self) -> None:
         try:
-            await self._channel.note("log", level, name, text)
-        except ConnectionError:
-            sys.stderr.write(f"{name}: {text}\n")
+            while self._queue or self._dropped:
+                level, name, text = self._queue.popleft() if self._queue else self._dropped_note()
+                try:
+                    await self._channel.note("log", level, name, text)
+                except ConnectionError:  # ChannelClosed: the main process is gone
+                    sys.stderr.write(f"{name}: {text}\n")
+        finally:
+            self._sender = None
 
 
 class Worker:
