@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("cases", nargs="*", default=list(CASES), help=f"of {', '.join(CASES)} (default: all)")
     p.add_argument("--seconds", type=int, default=8, help="seconds sampled per case (default 8)")
     p.add_argument("--out", type=Path, default=HERE.parent / "docs" / "perf", help="where the SVGs go")
+    p.add_argument("--raw", action="store_true", help="collapsed stacks (.txt) instead of SVGs, to aggregate")
     args = p.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if NGINX is None or WRK is None or not Path(py_spy).exists():
@@ -64,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                 run_wrk(url, connections, 2, script, "0")  # warm-up
                 load = threading.Thread(target=run_wrk, args=(url, connections, args.seconds + 2, script, "0"))
                 load.start()
-                svg_path = args.out / f"{case}.svg"
+                svg_path = args.out / f"{case}.{'txt' if args.raw else 'svg'}"
                 subprocess.run(
                     [py_spy, "record", "--pid", str(agent.pid), "--threads", "--rate", "200",
-                     "--duration", str(args.seconds), "--nonblocking", "--output", str(svg_path)],
+                     "--duration", str(args.seconds), "--nonblocking", "--output", str(svg_path),
+                     "--format", "raw" if args.raw else "flamegraph"],
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
                 load.join()

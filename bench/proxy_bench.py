@@ -346,6 +346,9 @@ class Agent:
     cpus: str
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)  # e.g. ["--workers", "2"]
+    # Pin the event loop's thread alone to `cpus` once the agent is ready (its capture writer
+    # thread, made at start, stays free to run on another core); False: the whole process.
+    loop_only: bool = False
     proc: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
     api: str = ""
@@ -357,7 +360,7 @@ class Agent:
         env.update(self.extra_env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         command = [
-            *taskset(self.cpus),
+            *taskset("" if self.loop_only else self.cpus),
             sys.executable,
             "-u",
             str(ROOT / "manage.py"),
@@ -392,6 +395,9 @@ class Agent:
         while not ready.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"agent {self.name} did not start:\n" + "\n".join(self.lines[-30:]))
+        if self.loop_only and self.cpus:
+            # The thread whose id is the pid: the main thread, which runs the event loop.
+            os.sched_setaffinity(self.proc.pid, {int(cpu) for cpu in self.cpus.split(",")})
 
     @property
     def pid(self) -> int:

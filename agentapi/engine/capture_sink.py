@@ -135,6 +135,10 @@ class CaptureSink:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="capture-sink")
+        # The writer thread is made now rather than at the first batch: a thread takes its
+        # creator's CPU affinity, so one made now is not bound by a later pinning of the loop's
+        # thread alone (`taskset -p CPU PID`): the writer then runs on another core.
+        self._executor.submit(int)
 
     def record(self, record: CaptureRecord) -> None:
         """Queue `record` to be stored (called at the exchange's start and at its end); no waiting."""
