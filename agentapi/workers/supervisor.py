@@ -387,10 +387,13 @@ class WorkerSupervisor:
             answers = await asyncio.gather(
                 *(worker.channel.call("ping", timeout=PING_TIMEOUT) for worker in workers), return_exceptions=True
             )
+            # The drop counts only of those that answered: a hung worker is ended PING_TIMEOUT
+            # after its ping, not after a second wait.
+            answered = [w for w, answer in zip(workers, answers, strict=True) if not isinstance(answer, BaseException)]
             dropped = await asyncio.gather(
-                *(worker.channel.call("dropped", timeout=PING_TIMEOUT) for worker in workers), return_exceptions=True
+                *(worker.channel.call("dropped", timeout=PING_TIMEOUT) for worker in answered), return_exceptions=True
             )
-            for worker, count in zip(workers, dropped, strict=True):
+            for worker, count in zip(answered, dropped, strict=True):
                 if isinstance(count, int):
                     worker.captures_dropped = count
             for worker, answer in zip(workers, answers, strict=True):
