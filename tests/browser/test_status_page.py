@@ -180,6 +180,8 @@ def test_the_charts_draw_in_the_page_colours_and_follow_the_os_scheme(
 ) -> None:
     page.emulate_media(color_scheme="light")
     page.goto(agent.api_url + "/status")
+    # The charts are drawn once the page's first metrics arrive, after the load event.
+    page.wait_for_function("() => document.querySelector('.tunnel-card[data-tunnel=web] [data-chart=latency]')?.uplot")
     read = (
         "() => { const u = document.querySelector('.tunnel-card[data-tunnel=web] [data-chart=latency]').uplot;"
         " const css = getComputedStyle(document.documentElement);"
