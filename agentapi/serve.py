@@ -68,6 +68,10 @@ def run(options: ServeOptions, log: AgentLog) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # uvloop is optional (not on Windows); asyncio's loop works too
         pass
+    # The capture writer thread shares the GIL with the loop: with Python's default 5 ms switch
+    # interval a request could wait that long for the loop to get it back. 0.5 ms halved the
+    # inspected p99 at wrk c=32 (13.2 -> 7.1 ms, 6 alternating rounds) at the same CPU per request.
+    sys.setswitchinterval(0.0005)
     asyncio.run(serve(options, log), debug=False)
 
 
