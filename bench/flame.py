@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=int, default=8, help="seconds sampled per case (default 8)")
     p.add_argument("--out", type=Path, default=HERE.parent / "docs" / "perf", help="where the SVGs go")
     p.add_argument("--raw", action="store_true", help="collapsed stacks (.txt) instead of SVGs, to aggregate")
+    p.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
     args = p.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if NGINX is None or WRK is None or not Path(py_spy).exists():
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run(
                     [py_spy, "record", "--pid", str(agent.pid), "--threads", "--rate", "200",
                      "--duration", str(args.seconds), "--nonblocking", "--output", str(svg_path),
-                     "--format", "raw" if args.raw else "flamegraph"],
+                     "--format", "raw" if args.raw else "flamegraph", *(["--gil"] if args.gil else [])],
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
                 load.join()

@@ -103,8 +103,11 @@ function makePlot(container, series, { log = false, format = null } = {}) {
     ? {
         distr: 3,
         log: 10,
-        // No data yet: a decade either side of 1 ms, so the axis reads as durations at once.
-        range: (u, min, max) => (min === null || max === null ? [1e5, 1e8] : uPlot.rangeLog(min, max, 10, true)),
+        // No data yet: a decade either side of 1 ms, so the axis reads as durations at once. The
+        // lowest value stays at least a factor 2 above the axis (min / 2 before snapping to
+        // decades): a p50 just over a decade's start was drawn on the axis line itself.
+        range: (u, min, max) =>
+          min === null || max === null ? [1e5, 1e8] : uPlot.rangeLog(min / 2, max, 10, true),
       }
     : { range: (u, min, max) => [0, Math.max(max || 0, 1) * 1.1] };
   const shown = format || ((u, value) => (value === null ? "–" : String(Math.round(value * 100) / 100)));
