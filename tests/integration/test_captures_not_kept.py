@@ -8,43 +8,17 @@ list or counted in the storage line's `dropped` ("N not kept: the database could
 from __future__ import annotations
 
 import threading
-import time
 import urllib.request
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 from tests.support.agent_process import AgentProcess
+from tests.support.upstream import Upstream
 
 REQUESTS = 16
 
 
-class SlowHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        time.sleep(0.3)  # every request is in flight at once
-        body = b"slow answer"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def slow_service() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-def test_every_answered_request_is_kept_or_counted_as_not_kept(tmp_path: Path, slow_service: int) -> None:
-    agent = AgentProcess(tmp_path, "http", f"127.0.0.1:{slow_service}", env={"AGENT_CAPTURE_QUEUE": "1"}).start()
+def test_every_answered_request_is_kept_or_counted_as_not_kept(tmp_path: Path, upstream: Upstream) -> None:
+    agent = AgentProcess(tmp_path, "http", f"127.0.0.1:{upstream.port}", env={"AGENT_CAPTURE_QUEUE": "1"}).start()
     try:
         url = next(iter(agent.public_urls.values()))
         barrier = threading.Barrier(REQUESTS)
@@ -52,7 +26,7 @@ def test_every_answered_request_is_kept_or_counted_as_not_kept(tmp_path: Path, s
 
         def fetch(n: int) -> None:
             barrier.wait()
-            with urllib.request.urlopen(f"{url}/r{n}", timeout=30) as response:
+            with urllib.request.urlopen(f"{url}/slow/0.3/{n}", timeout=30) as response:  # all in flight at once
                 answers.append(response.read())
 
         threads = [threading.Thread(target=fetch, args=(n,)) for n in range(REQUESTS)]
@@ -60,7 +34,7 @@ def test_every_answered_request_is_kept_or_counted_as_not_kept(tmp_path: Path, s
             thread.start()
         for thread in threads:
             thread.join(60)
-        assert answers == [b"slow answer"] * REQUESTS  # forwarding never waited on the captures
+        assert answers == [b"slow"] * REQUESTS  # forwarding never waited on the captures
 
         listed = agent.api("GET", "/api/requests/http?limit=100").json()["requests"]
         storage = agent.api("GET", "/inspect/storage.json").json()

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from tests.support.agent_process import AgentProcess
+from tests.support.process_stats import alive, wait_gone
 from tests.support.upstream import Upstream
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
@@ -51,43 +52,16 @@ def workers_agent(tmp_path: Path, upstream: Upstream, backend_env: dict[str, str
     try:
         yield agent
     finally:
+        workers = agent.worker_pids()  # asked before the kill: a killed agent answers nothing
         agent.kill()
-        for pid in _worker_pids(agent):
-            _wait_gone(pid)
+        for pid in workers:
+            wait_gone(pid)
 
 
 def _tunnel(agent: AgentProcess) -> dict:
     response = agent.api("GET", "/api/tunnels/command_line")
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def _worker_pids(agent: AgentProcess) -> list[int]:
-    """The engine processes other than the agent's main one, from the per-process metrics."""
-    if agent.proc is None or agent.proc.poll() is not None:
-        return []
-    try:
-        workers = _tunnel(agent)["metrics"]["workers"]
-    except (requests.RequestException, AssertionError, KeyError):
-        return []
-    return [w["pid"] for w in workers if w["pid"] != agent.proc.pid]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_gone(pid: int, seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _address(url: str) -> tuple[str, int]:
@@ -172,7 +146,7 @@ def test_two_workers_answer_capture_and_count_every_request_once(workers_agent: 
     per_process = metrics["workers"]
     assert len(per_process) == 2
     assert agent.proc is not None
-    assert {w["pid"] for w in per_process} == {agent.proc.pid, *_worker_pids(agent)}
+    assert {w["pid"] for w in per_process} == {agent.proc.pid, *agent.worker_pids()}
     assert sum(w["http"] for w in per_process) == 240
     assert all(w["conns"] > 0 for w in per_process)  # the kernel gave both processes connections
 
@@ -196,15 +170,15 @@ def test_a_stop_through_the_api_closes_the_port_in_every_worker(workers_agent: A
 def test_a_killed_worker_is_started_again_and_the_tunnel_serves(workers_agent: AgentProcess) -> None:
     agent = workers_agent
     url = agent.public_urls["command_line"]
-    (killed,) = _worker_pids(agent)
+    (killed,) = agent.worker_pids()
     os.kill(killed, signal.SIGKILL)
-    assert _wait_gone(killed)
+    assert wait_gone(killed)
 
     deadline = time.monotonic() + 60
     while not any("started again" in line for line in agent.lines):
         assert time.monotonic() < deadline, "\n".join(agent.lines)
         time.sleep(0.1)
-    (fresh,) = _worker_pids(agent)
+    (fresh,) = agent.worker_pids()
     assert fresh != killed
 
     statuses = [_fresh_get(url, f"/after-{n}") for n in range(60)]
@@ -220,12 +194,12 @@ def test_sigterm_flushes_every_worker_capture_and_leaves_no_process(
     agent = AgentProcess(tmp_path, "http", str(upstream.port), "--workers", "2", env=backend_env).start()
     try:
         url = agent.public_urls["command_line"]
-        workers = _worker_pids(agent)
+        workers = agent.worker_pids()
         assert len(workers) == 1
         paths, statuses = _traffic(url, fresh_clients=2, keepalive_clients=0, each=30)
         assert statuses == [200] * 60
         assert agent.stop(signal.SIGTERM) == 0  # no API call first: the pending captures flush on the way out
-        assert all(_wait_gone(pid) for pid in workers)
+        assert all(wait_gone(pid) for pid in workers)
     finally:
         agent.kill()
 
@@ -239,10 +213,10 @@ def test_sigterm_flushes_every_worker_capture_and_leaves_no_process(
 
 def test_workers_exit_when_the_main_process_is_killed(tmp_path: Path, upstream: Upstream) -> None:
     agent = AgentProcess(tmp_path, "http", str(upstream.port), "--workers", "3").start()
-    workers = _worker_pids(agent)
+    workers = agent.worker_pids()
     assert len(workers) == 2
     agent.kill()  # SIGKILL: no orderly close; the workers see their channel end
-    assert all(_wait_gone(pid) for pid in workers)
+    assert all(wait_gone(pid) for pid in workers)
 
 
 def test_a_second_agent_with_workers_is_refused_a_port_the_first_one_holds(
@@ -353,7 +327,7 @@ def _worker_processes_of(data_dir: Path) -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"AGENT_DATA_DIR={data_dir}".encode() in environ and _alive(int(entry.name)):
+        if f"AGENT_DATA_DIR={data_dir}".encode() in environ and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -361,7 +335,7 @@ def _worker_processes_of(data_dir: Path) -> list[int]:
 def test_a_stop_while_a_worker_is_being_started_again_leaves_no_process(tmp_path: Path, upstream: Upstream) -> None:
     agent = AgentProcess(tmp_path, "http", str(upstream.port), "--workers", "2").start()
     try:
-        (worker,) = _worker_pids(agent)
+        (worker,) = agent.worker_pids()
         os.kill(worker, signal.SIGKILL)
         time.sleep(0.3)  # the supervisor is starting a new one (about a second of imports)
         assert agent.stop(signal.SIGTERM) == 0

@@ -15,10 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 
 from tests.support.agent_process import AgentProcess
 from tests.support.certificates import make_certificate
+from tests.support.process_stats import wait_gone
 from tests.support.upstream import Upstream
 
 
@@ -28,39 +28,10 @@ def workers_agent(tmp_path: Path, upstream: Upstream) -> Iterator[AgentProcess]:
     try:
         yield agent
     finally:
-        pids = _worker_pids(agent)
+        pids = agent.worker_pids()
         agent.kill()
         for pid in pids:
-            _wait_gone(pid)
-
-
-def _worker_pids(agent: AgentProcess) -> list[int]:
-    """The engine processes other than the agent's main one, from the per-process metrics."""
-    if agent.proc is None or agent.proc.poll() is not None:
-        return []
-    try:
-        response = agent.api("GET", "/api/tunnels/command_line")
-        workers = response.json()["metrics"]["workers"]
-    except (requests.RequestException, ValueError, KeyError):
-        return []
-    return [w["pid"] for w in workers if w["pid"] != agent.proc.pid]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_gone(pid: int, seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+            wait_gone(pid)
 
 
 def _wait_line(agent: AgentProcess, text: str, count: int = 1, seconds: float = 60) -> None:
@@ -92,17 +63,17 @@ def test_a_restarted_worker_that_cannot_run_one_tunnel_serves_the_others(
     cert, key = make_certificate(tmp_path)
     tunnel = agent.start_tunnel(name="term", proto="tls", addr="1", crt=str(cert), key=str(key))
     cert.unlink()
-    (killed,) = _worker_pids(agent)
+    (killed,) = agent.worker_pids()
     os.kill(killed, signal.SIGKILL)
     _wait_line(agent, "started again")
 
-    (fresh,) = _worker_pids(agent)
+    (fresh,) = agent.worker_pids()
     url = agent.public_urls["command_line"]
     statuses = [_fresh_get(url, f"/after-{n}") for n in range(60)]
     assert statuses == [200] * 60
     workers = agent.api("GET", "/api/tunnels/command_line").json()["metrics"]["workers"]
     assert {w["pid"]: w["http"] for w in workers}.get(fresh, 0) > 0  # it took its share
-    assert _worker_pids(agent) == [fresh]  # the same process: not restarted over and over
+    assert agent.worker_pids() == [fresh]  # the same process: not restarted over and over
     assert sum("started again" in line for line in agent.lines) == 1, "\n".join(agent.lines)
     assert any("cannot run tunnel term" in line for line in agent.lines), "\n".join(agent.lines)
     # The main process still serves the tls tunnel with the certificate it loaded.
@@ -115,7 +86,7 @@ def test_a_worker_that_keeps_dying_is_started_again_after_growing_pauses(workers
     # as long as the one before (0.5 s, 1 s, ...), never a process start after another at once.
     agent = workers_agent
     for round_ in range(1, 4):
-        (pid,) = _worker_pids(agent)
+        (pid,) = agent.worker_pids()
         os.kill(pid, signal.SIGKILL)
         _wait_line(agent, "started again", count=round_)
     waits = [line.split("waiting ", 1)[1].split(" s", 1)[0] for line in agent.lines if "before starting it" in line]
@@ -132,7 +103,7 @@ def test_sigterm_stores_the_final_state_of_every_exchange_it_cuts_short(tmp_path
     try:
         parts = urlsplit(agent.public_urls["command_line"])
         assert parts.hostname is not None and parts.port is not None
-        workers = _worker_pids(agent)
+        workers = agent.worker_pids()
         for n in range(40):  # until the kernel has given the worker some (each a new connection)
             sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
             sock.sendall(f"GET /slow/30/{n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -145,7 +116,7 @@ def test_sigterm_stores_the_final_state_of_every_exchange_it_cuts_short(tmp_path
         assert len(listed) == len(clients)
         assert all(c["response"] is None for c in listed)
         assert agent.stop(signal.SIGTERM) == 0
-        assert all(_wait_gone(pid) for pid in workers)
+        assert all(wait_gone(pid) for pid in workers)
     finally:
         for sock in clients:
             sock.close()
@@ -165,10 +136,10 @@ def test_a_hung_worker_is_ended_and_started_again(workers_agent: AgentProcess) -
     # A stopped process keeps its share of the port's connections (they would wait for ever):
     # the main process notices it answers nothing, kills it and starts a fresh one.
     agent = workers_agent
-    (hung,) = _worker_pids(agent)
+    (hung,) = agent.worker_pids()
     os.kill(hung, signal.SIGSTOP)
     _wait_line(agent, "did not answer")
     _wait_line(agent, "started again")
-    assert _wait_gone(hung)
+    assert wait_gone(hung)
     url = agent.public_urls["command_line"]
     assert [_fresh_get(url, f"/after-{n}") for n in range(20)] == [200] * 20

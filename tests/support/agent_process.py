@@ -81,6 +81,17 @@ class AgentProcess:
             self.proc.kill()
             raise
 
+    def worker_pids(self, tunnel: str = "command_line") -> list[int]:
+        """With --workers: the engine processes other than the main one, from `tunnel`'s
+        per-process metrics; [] when the agent is not running or does not answer."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        try:
+            workers = self.api("GET", f"/api/tunnels/{tunnel}").json()["metrics"]["workers"]
+        except (requests.RequestException, ValueError, KeyError):
+            return []
+        return [w["pid"] for w in workers if w["pid"] != self.proc.pid]
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
