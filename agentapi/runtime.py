@@ -41,6 +41,7 @@ from .capture_store import OrmCaptureStore
 from .engine.capture_sink import CaptureSink, CaptureStore
 from .engine.engine import Engine, RunningTunnel
 from .engine.tunnel_spec import TunnelSpec, parse_definition
+from .engine_settings import engine_limits
 from .metrics_history import HISTORY_INTERVAL, MetricsHistory
 from .models import Capture, Tunnel
 from .peers import MirrorRow, Peers
@@ -146,15 +147,7 @@ class AgentRuntime:
         self._workers: WorkerSupervisor | None = None
         if workers > 1:
             self._workers = WorkerSupervisor(workers - 1, store=writes, announce=self._announce_captures)
-        self._engine = Engine(
-            sink=sink,
-            capture_limit=settings.AGENT_CAPTURE_LIMIT,
-            upstream_timeout=settings.AGENT_UPSTREAM_TIMEOUT,
-            head_timeout=settings.AGENT_HEAD_TIMEOUT,
-            idle_timeout=settings.AGENT_IDLE_TIMEOUT,
-            response_head_limit=settings.AGENT_RESPONSE_HEAD_LIMIT,
-            reuse_port=workers > 1,
-        )
+        self._engine = Engine(sink=sink, reuse_port=workers > 1, **engine_limits())
         # Definitions mirrored as the caller gave them where they differ from what the engine
         # runs (an endpoint echoes its upstream.url back as posted), so a written-back row matches.
         self._shown: dict[str, dict[str, Any]] = {}

@@ -37,6 +37,7 @@ from typing import Any
 from agentapi.engine.capture_sink import CaptureSink
 from agentapi.engine.engine import Engine, TunnelExists, TunnelStartError
 from agentapi.engine.tunnel_spec import TunnelConfigError, TunnelSpec, parse_definition
+from agentapi.engine_settings import engine_limits
 
 from . import metrics_merge
 from .wire import BlockingCaller, Channel
@@ -155,13 +156,9 @@ class Worker:
             self.sink = CaptureSink(ForwardingStore(caller), self._announce, max_pending=settings.AGENT_CAPTURE_QUEUE)
         self.engine = Engine(
             sink=self.sink,
-            capture_limit=settings.AGENT_CAPTURE_LIMIT,
-            upstream_timeout=settings.AGENT_UPSTREAM_TIMEOUT,
-            head_timeout=settings.AGENT_HEAD_TIMEOUT,
-            idle_timeout=settings.AGENT_IDLE_TIMEOUT,
-            response_head_limit=settings.AGENT_RESPONSE_HEAD_LIMIT,
             reuse_port=True,
             port_owner=False,  # the main process bound it first
+            **engine_limits(),
         )
         self.engine.https_context = await asyncio.to_thread(https_context)
         if self.sink is not None:
