@@ -1,12 +1,13 @@
 # Entry points: `make run` (the agent), `make test` (the whole suite), `make check` (lint, types,
 # import contracts and the unit tests: the quick loop), `make soak` (minutes of real-use traffic,
-# SOAK_SECONDS=600 by default), `make lint`, `make bench`, `make flame`.
+# SOAK_SECONDS=600 by default), `make lint`, `make bench`, `make flame`, `make bench-store`,
+# `make sched-trace`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test check soak lint format bench flame clean
+.PHONY: run test check soak lint format bench flame bench-store sched-trace clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +50,14 @@ bench: $(VENV)/.dev
 # py-spy flame graphs of the agent under wrk load, into docs/perf/ (make flame ARGS="on-c32")
 flame: $(VENV)/.dev
 	$(PY) bench/flame.py $(ARGS)
+
+# The capture store's own CPU per stored capture and per stored MiB (SQLite, the agent's schema).
+bench-store: $(VENV)/.dev
+	$(PY) bench/store_bench.py $(ARGS)
+
+# The event-loop thread's waits for its CPU under wrk, and who held it (perf sched; root).
+sched-trace: $(VENV)/.dev
+	$(PY) bench/sched_trace.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache tests/compat/node_modules
