@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE.parent / "docs" / "perf", help="where the SVGs go")
     p.add_argument("--raw", action="store_true", help="collapsed stacks (.txt) instead of SVGs, to aggregate")
     p.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="C frames too (py-spy --native: uvloop, llhttp, libc's system calls); pauses the agent at"
+        " each sample, so it runs slower while recorded; writes CASE-native.svg",
+    )
     args = p.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if NGINX is None or WRK is None or not Path(py_spy).exists():
@@ -66,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
                 run_wrk(url, connections, 2, script, "0")  # warm-up
                 load = threading.Thread(target=run_wrk, args=(url, connections, args.seconds + 2, script, "0"))
                 load.start()
-                svg_path = args.out / f"{case}.{'txt' if args.raw else 'svg'}"
+                name = f"{case}-native" if args.native else case
+                svg_path = args.out / f"{name}.{'txt' if args.raw else 'svg'}"
                 subprocess.run(
                     [py_spy, "record", "--pid", str(agent.pid), "--threads", "--rate", "200",
-                     "--duration", str(args.seconds), "--nonblocking", "--output", str(svg_path),
-                     "--format", "raw" if args.raw else "flamegraph", *(["--gil"] if args.gil else [])],
+                     "--duration", str(args.seconds), *(["--native"] if args.native else ["--nonblocking"]),
+                     "--output", str(svg_path), "--format", "raw" if args.raw else "flamegraph",
+                     *(["--gil"] if args.gil else [])],
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
                 load.join()
