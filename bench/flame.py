@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 from clients import run_wrk, write_wrk_script
-from proxy_bench import NGINX, WRK, Agent, Nginx, free_port, nginx_conf
+from proxy_bench import NGINX, WRK, Agent, static_upstream
 
 HERE = Path(__file__).resolve().parent
 CASES = {
@@ -52,14 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="flame-"))
     tmp.chmod(0o755)
-    www = tmp / "www"
-    www.mkdir()
-    (www / "index.html").write_bytes(b"x" * 256)
-    (www / "1m.bin").write_bytes(bytes(range(256)) * 4096)
-    for path in (www, www / "index.html", www / "1m.bin"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    up = free_port()
-    nginx = Nginx(nginx_conf(tmp, "upstream", f"server {{ listen 127.0.0.1:{up}; root {www}; }}"), up, "0", "nginx")
+    nginx = static_upstream(tmp, "0", b"x" * 256)
+    up = nginx.port
     script = write_wrk_script(tmp)
     args.out.mkdir(parents=True, exist_ok=True)
     try:

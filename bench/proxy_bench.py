@@ -335,6 +335,20 @@ class Nginx:
         stop_process(self.proc, signal.SIGQUIT)
 
 
+def static_upstream(tmp: Path, cpus: str, page: bytes) -> Nginx:
+    """nginx serving `page` at every path but /1m.bin (1 MiB of bytes 0-255 repeated), from
+    `tmp`/www, pinned to `cpus`: the upstream of `make bench`, `make flame` and `make sched-trace`."""
+    www = tmp / "www"
+    www.mkdir()
+    (www / "index.html").write_bytes(page)
+    (www / "1m.bin").write_bytes(bytes(range(256)) * 4096)
+    for path in (www, www / "index.html", www / "1m.bin"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    port = free_port()
+    server = f"server {{ listen 127.0.0.1:{port}; root {www}; location / {{ try_files $uri /index.html; }} }}"
+    return Nginx(nginx_conf(tmp, "upstream", server), port, cpus, "nginx upstream")
+
+
 @dataclass
 class Agent:
     """`manage.py agent http ...` as a subprocess with its own data directory."""

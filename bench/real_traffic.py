@@ -65,6 +65,7 @@ from proxy_bench import (
     free_port,
     nginx_conf,
     process_tree,
+    static_upstream,
     status_kb,
     stop_process,
     upload,
@@ -175,27 +176,11 @@ class Run:
 
     def start(self) -> None:
         a, tmp = self.args, self.tmp
-        www = tmp / "www"
-        www.mkdir()
         from services import PAGE
 
-        (www / "index.html").write_bytes(PAGE)
-        (www / "1m.bin").write_bytes(bytes(range(256)) * 4096)
-        for path in (www, www / "index.html", www / "1m.bin"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        up = free_port()
-        self.nginxes.append(
-            Nginx(
-                nginx_conf(
-                    tmp,
-                    "upstream",
-                    f"server {{ listen 127.0.0.1:{up}; root {www}; location / {{ try_files $uri /index.html; }} }}",
-                ),
-                up,
-                a.client_cpus,
-                "nginx upstream",
-            )
-        )
+        upstream = static_upstream(tmp, a.client_cpus, PAGE)
+        self.nginxes.append(upstream)
+        up = upstream.port
         px = free_port()
         proxy = Nginx(
             nginx_conf(

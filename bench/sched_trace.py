@@ -14,7 +14,8 @@ the profile behind the "why". Rules of a run:
 - From `perf sched timehist`: the loop thread's waits for a CPU (runnable, not running: "sch
   delay") and, for those over 0.5 ms, which tasks ran on the loop's CPU meanwhile; where the
   writer ran (CPU 0, shared with wrk and nginx, or CPU 1, the loop's); the longest waits of nginx
-  and wrk. Captures not kept in the window (the storage line's `dropped`) say when the writer
+  and wrk. From the loop thread's `sched_switch` records with kernel stacks, recorded beside it:
+  why it was off its CPU (a futex: the GIL; epoll: waiting for events; preempted; other). Captures not kept in the window (the storage line's `dropped`) say when the writer
   starved.
 - Needs nginx, wrk and perf (linux-perf), and root (perf, sched_setscheduler on another process).
 """
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from clients import run_wrk, write_wrk_script
-from proxy_bench import NGINX, WRK, Agent, Nginx, free_port, nginx_conf
+from proxy_bench import NGINX, WRK, Agent, static_upstream
 
 PERF = shutil.which("perf")
 LONG_WAIT_MS = 0.5
@@ -114,6 +115,54 @@ def analyse(rows: list[tuple[float, int, str, int, float, float]], loop: int, wr
     }
 
 
+def off_cpu(data: Path, loop: int) -> dict[str, tuple[float, float]]:
+    """Why the loop thread was off its CPU: {"GIL": ..., "events": ..., "preempted": ...,
+    "other": ...} -> (ms per second, switches over 0.5 ms per second), from `sched_switch`
+    records with kernel stacks (a futex wait is the GIL: nothing else in the loop thread waits
+    on one under this load; epoll is waiting for events)."""
+    done = subprocess.run(
+        [PERF or "perf", "script", "-i", str(data), "-F", "time,trace,ip,sym"], capture_output=True, text=True
+    )
+    spans: dict[str, list[float]] = collections.defaultdict(list)
+    first = last = 0.0
+    out_at: float | None = None
+    reason = ""
+    record: tuple[float, int, str, int] | None = None
+    stack: list[str] = []
+
+    def settle() -> None:
+        nonlocal out_at, reason
+        if record is None:
+            return
+        when, prev, state, following = record
+        if prev == loop:
+            out_at = when
+            joined = " ".join(stack)
+            reason = (
+                "GIL" if "futex" in joined
+                else "events" if "epoll" in joined
+                else "preempted" if state.startswith("R")
+                else "other"
+            )  # fmt: skip
+        elif following == loop and out_at is not None:
+            spans[reason].append((when - out_at) * 1e3)
+            out_at = None
+
+    for line in done.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+):\s+prev_comm=.*? prev_pid=(\d+) .*?prev_state=(\S+) ==> .*? next_pid=(\d+)", line)
+        if m:
+            settle()
+            record = (float(m.group(1)), int(m.group(2)), m.group(3), int(m.group(4)))
+            stack = []
+            first = first or record[0]
+            last = record[0]
+        elif line.strip():
+            stack.append(line.strip())
+    settle()
+    span = (last - first) or 1.0
+    return {why: (sum(ms) / span, sum(1 for x in ms if x > LONG_WAIT_MS) / span) for why, ms in sorted(spans.items())}
+
+
 def window(
     agent: Agent, url: str, connections: int, seconds: int, script: Path, idle: bool, tmp: Path
 ) -> dict[str, Any]:
@@ -144,16 +193,27 @@ def window(
     writer = busy[-1][1] if busy else 0
     if idle and writer:
         os.sched_setscheduler(writer, os.SCHED_IDLE, os.sched_param(0))
+    # Beside it: the loop thread's own switches with their kernel stacks, to tell a wait for the
+    # GIL (a futex) from a wait for events (epoll).
+    switches = tmp / f"switches-{connections}-{idle}.data"
+    sleeping = subprocess.Popen(
+        [PERF or "perf", "record", "-e", "sched:sched_switch", "--filter",
+         f"prev_pid == {agent.pid} || next_pid == {agent.pid}", "-a", "-g", "-o", str(switches),
+         "--", "sleep", str(max(seconds - 1.5, 1))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     subprocess.run(
         [PERF or "perf", "sched", "record", "-o", str(data), "--", "sleep", str(max(seconds - 1.5, 1))],
         capture_output=True,
         check=True,
     )
+    sleeping.wait(timeout=60)
     out, _ = wrk.communicate(timeout=seconds + 60)
     if idle and writer:
         os.sched_setscheduler(writer, os.SCHED_OTHER, os.sched_param(0))
     p99 = next((line.split()[1] for line in out.splitlines() if line.strip().startswith("99%")), "?")
     result = analyse(timehist(data), agent.pid, writer)
+    result["loop_off_cpu"] = off_cpu(switches, agent.pid)
     time.sleep(1)  # the window's captures are stored (or dropped) before counting
     result["p99"] = p99
     result["captures_not_kept"] = agent.captures_dropped() - dropped0
@@ -170,17 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs root and {', '.join(missing) or 'nothing else'} (apt-get install -y nginx wrk linux-perf)")
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="sched-trace-"))
-    www = tmp / "www"
-    www.mkdir()
     from services import PAGE
 
-    (www / "index.html").write_bytes(PAGE)
-    for path in (www, www / "index.html"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    up = free_port()
-    nginx = Nginx(
-        nginx_conf(tmp, "upstream", f"server {{ listen 127.0.0.1:{up}; root {www}; }}"), up, "0", "nginx upstream"
-    )
+    nginx = static_upstream(tmp, "0", PAGE)
+    up = nginx.port
     script = write_wrk_script(tmp)
     results: dict[tuple[str, int], dict[str, Any]] = {}
     try:
@@ -213,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
             f" {on.get(0, 0.0):.0f} / {on.get(1, 0.0):.0f} |"
             f" {r['max_wait_ms']['nginx']:.2f} / {r['max_wait_ms']['wrk']:.2f} | {r['captures_not_kept']:,.0f} |"
         )
+    print("\nWhy the loop thread was off its CPU (ms per second; switches over 0.5 ms per second):\n")
+    print("| writer | c | waiting for the GIL | waiting for events (epoll) | preempted | other |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for (mode, connections), r in results.items():
+        cells = [r["loop_off_cpu"].get(why, (0.0, 0.0)) for why in ("GIL", "events", "preempted", "other")]
+        print(f"| {mode} | {connections} | " + " | ".join(f"{ms:.1f} ({n:.1f})" for ms, n in cells) + " |")
     return 0
 
 
