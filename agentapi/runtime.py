@@ -422,6 +422,14 @@ class AgentRuntime:
         own = self._sink.dropped if self._sink is not None else 0
         return own + (self._workers.captures_dropped if self._workers is not None else 0)
 
+    @property
+    def captures_cut(self) -> int:
+        """Captures kept in part since start: while more than half the sink's 64 MiB waited for
+        the database, each new message kept at most PRESSURE_CAPTURE_LIMIT bytes (marked cut, as
+        the capture limit's cuts are). With --workers, the workers' as last reported."""
+        own = self._sink.cut if self._sink is not None else 0
+        return own + (self._workers.captures_cut if self._workers is not None else 0)
+
     async def replay(
         self,
         source: Capture | bytes,

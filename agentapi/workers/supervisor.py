@@ -111,6 +111,7 @@ class WorkerProcess:
     started_at: float = field(default_factory=time.monotonic)
     pause: float = 0.0  # the pause before this start (0: the first, or after a steady run)
     captures_dropped: int = 0  # as the worker last said (its sink's count, since it started)
+    captures_cut: int = 0  # likewise: captures its sink kept in part (a message cut under pressure)
 
 
 class WorkerSupervisor:
@@ -130,12 +131,19 @@ class WorkerSupervisor:
         self._watchdog: asyncio.Task[None] | None = None
         self.restarts = 0
         self._dropped_before = 0  # captures dropped by worker processes that have exited
+        self._cut_before = 0  # and cut by them
 
     @property
     def captures_dropped(self) -> int:
         """Captures the workers' sinks did not keep (their bounds: the main process's store was
         not keeping up), as of their last answers (every PING_INTERVAL), exited workers included."""
         return self._dropped_before + sum(worker.captures_dropped for worker in self._workers.values())
+
+    @property
+    def captures_cut(self) -> int:
+        """Captures the workers' sinks kept in part (each message cut to the sink's pressure
+        limit while the main process's store was behind), as of their last answers."""
+        return self._cut_before + sum(worker.captures_cut for worker in self._workers.values())
 
     @property
     def pids(self) -> list[int]:
@@ -324,7 +332,8 @@ class WorkerSupervisor:
         worker.store_channel.close()
         status = await _end(worker.proc)
         self._dropped_before += worker.captures_dropped  # its successor counts from zero
-        worker.captures_dropped = 0
+        self._cut_before += worker.captures_cut
+        worker.captures_dropped = worker.captures_cut = 0
         if self._closing:
             return
         log.warning(
@@ -390,12 +399,14 @@ class WorkerSupervisor:
             # The drop counts only of those that answered: a hung worker is ended PING_TIMEOUT
             # after its ping, not after a second wait.
             answered = [w for w, answer in zip(workers, answers, strict=True) if not isinstance(answer, BaseException)]
-            dropped = await asyncio.gather(
-                *(worker.channel.call("dropped", timeout=PING_TIMEOUT) for worker in answered), return_exceptions=True
+            counts = await asyncio.gather(
+                *(worker.channel.call("capture_counts", timeout=PING_TIMEOUT) for worker in answered),
+                return_exceptions=True,
             )
-            for worker, count in zip(answered, dropped, strict=True):
-                if isinstance(count, int):
-                    worker.captures_dropped = count
+            for worker, count in zip(answered, counts, strict=True):
+                if isinstance(count, dict):
+                    worker.captures_dropped = count["dropped"]
+                    worker.captures_cut = count["cut"]
             for worker, answer in zip(workers, answers, strict=True):
                 if isinstance(answer, TimeoutError) and not self._closing:
                     log.warning(

@@ -18,7 +18,8 @@ up a metrics request. When the socket ends, every pending call fails with `Chann
 
 Main -> worker:  start(definition, name, spec_name, port), stop(name), swap(definition, name,
                  spec_name, port), metrics() -> {tunnel: metrics_merge.state}, ping() -> pid,
-                 dropped() -> captures its sink did not keep, flush() (its pending captures
+                 capture_counts() -> {"dropped": captures its sink did not keep, "cut": captures
+                 it kept in part under pressure}, flush() (its pending captures
                  stored, then the reply), close() (listeners closed, captures flushed, then the
                  reply).
 Worker -> main:  note announce(message), note log(level, logger name, text) on the control

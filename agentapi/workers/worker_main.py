@@ -205,8 +205,9 @@ class Worker:
             return os.getpid()
         if kind == "metrics":
             return {tunnel.name: metrics_merge.state(tunnel.metrics) for tunnel in engine.tunnels()}
-        if kind == "dropped":  # asked with each ping: the main process shows every process's count
-            return self.sink.dropped if self.sink is not None else 0
+        if kind == "capture_counts":  # asked with each ping: the main process shows every process's
+            sink = self.sink
+            return {"dropped": sink.dropped, "cut": sink.cut} if sink is not None else {"dropped": 0, "cut": 0}
         if kind == "flush":
             if self.sink is not None:
                 await self.sink.flush()

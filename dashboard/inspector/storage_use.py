@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Max, Min, Sum
 
+from agentapi.engine.capture_sink import PRESSURE_CAPTURE_LIMIT
 from agentapi.models import Capture
 from agentapi.runtime import current_runtime
 
@@ -43,6 +44,8 @@ class StorageUse:
     # Captures not kept since the agent started: the database was not keeping up (the requests
     # were forwarded; only their captures are missing from the list).
     dropped: int = 0
+    # Captures kept in part: each message cut to `cut_to` bytes while the database was behind.
+    cut: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,13 +54,15 @@ class StorageUse:
             "budget": self.budget,
             "exact": self.exact,
             "dropped": self.dropped,
+            "cut": self.cut,
             "line": storage_line(self),
         }
 
 
 def storage_line(use: StorageUse) -> str:
     """'1,234 captures, 12.3 MB of 50 MB' (MB: 1,000,000 bytes, as AGENT_INSPECT_DB_SIZE counts),
-    then '; 56 not kept: the database could not keep up' when captures were dropped."""
+    then '; 56 not kept, 7 cut to 64 KiB a message: the database could not keep up' when captures
+    were dropped or cut under pressure (either part alone when only one happened)."""
     about = "" if use.exact else "about "
     noun = "capture" if use.captures == 1 else "captures"
     line = f"{about}{use.captures:,} {noun}, {_mb(use.stored_bytes)}"
@@ -67,8 +72,13 @@ def storage_line(use: StorageUse) -> str:
         line += " (no size limit)"
     else:
         line += f" of {_mb(use.budget)}"
+    shortfall = []
     if use.dropped:
-        line += f"; {use.dropped:,} not kept: the database could not keep up"
+        shortfall.append(f"{use.dropped:,} not kept")
+    if use.cut:
+        shortfall.append(f"{use.cut:,} cut to {PRESSURE_CAPTURE_LIMIT // 1024} KiB a message")
+    if shortfall:
+        line += f"; {', '.join(shortfall)}: the database could not keep up"
     return line
 
 
@@ -141,4 +151,5 @@ def storage_use(tally: StorageTally | None = None) -> StorageUse:
     runtime = current_runtime()
     budget = runtime.inspect_db_size if runtime is not None else settings.AGENT_INSPECT_DB_SIZE
     dropped = runtime.captures_dropped if runtime is not None else 0
-    return StorageUse(captures=captures, stored_bytes=stored, budget=budget, exact=exact, dropped=dropped)
+    cut = runtime.captures_cut if runtime is not None else 0
+    return StorageUse(captures=captures, stored_bytes=stored, budget=budget, exact=exact, dropped=dropped, cut=cut)

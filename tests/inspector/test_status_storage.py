@@ -107,6 +107,14 @@ def test_a_row_deleted_from_the_middle_is_seen_at_the_periodic_count(
             StorageUse(40, 42_000_000, 50_000_000, True, dropped=1234),
             "40 captures, 42 MB of 50 MB; 1,234 not kept: the database could not keep up",
         ),
+        (
+            StorageUse(40, 42_000_000, 50_000_000, True, cut=1500),
+            "40 captures, 42 MB of 50 MB; 1,500 cut to 64 KiB a message: the database could not keep up",
+        ),
+        (
+            StorageUse(40, 42_000_000, 50_000_000, True, dropped=3, cut=1500),
+            "40 captures, 42 MB of 50 MB; 3 not kept, 1,500 cut to 64 KiB a message: the database could not keep up",
+        ),
     ],
 )
 def test_the_storage_line_reads_as_people_say_it(use: StorageUse, line: str) -> None:
@@ -132,3 +140,20 @@ def test_the_status_page_and_the_storage_endpoint_show_the_line(client: Client, 
     boot = json.loads(page.split(b'id="status-extras" type="application/json">')[1].split(b"</script>")[0])
     assert boot["storage"]["line"] == answer["line"]
     assert answer["line"].encode() in page
+
+
+@pytest.mark.django_db
+def test_the_storage_endpoint_counts_captures_not_kept_and_kept_in_part(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the running agent says (AgentRuntime.captures_dropped/captures_cut, workers included)
+    # reaches the JSON and the line; the sink's own counting is tested in test_capture_sink_batching.
+    from types import SimpleNamespace
+
+    from dashboard.inspector import storage_use as module
+
+    runtime = SimpleNamespace(inspect_db_size=50_000_000, captures_dropped=2, captures_cut=7)
+    monkeypatch.setattr(module, "current_runtime", lambda: runtime)
+    answer = client.get("/inspect/storage.json").json()
+    assert (answer["dropped"], answer["cut"]) == (2, 7)
+    assert answer["line"].endswith("; 2 not kept, 7 cut to 64 KiB a message: the database could not keep up")

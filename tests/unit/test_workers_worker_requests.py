@@ -15,11 +15,12 @@ def worker(*, sink: Any) -> Worker:
     return made
 
 
-async def test_dropped_is_the_count_of_captures_its_sink_did_not_keep() -> None:
-    # The supervisor asks it with each ping (WorkerSupervisor.captures_dropped); unanswered, the
-    # storage line never counted a worker's captures not kept.
-    assert await worker(sink=SimpleNamespace(dropped=3)).handle("dropped", ()) == 3
+async def test_capture_counts_are_the_captures_its_sink_did_not_keep_or_kept_in_part() -> None:
+    # The supervisor asks with each ping (WorkerSupervisor.captures_dropped/captures_cut);
+    # unanswered, the storage line never counted a worker's captures not kept.
+    counts = await worker(sink=SimpleNamespace(dropped=3, cut=5)).handle("capture_counts", ())
+    assert counts == {"dropped": 3, "cut": 5}
 
 
-async def test_dropped_is_zero_without_captures() -> None:
-    assert await worker(sink=None).handle("dropped", ()) == 0
+async def test_capture_counts_are_zero_without_captures() -> None:
+    assert await worker(sink=None).handle("capture_counts", ()) == {"dropped": 0, "cut": 0}
