@@ -37,6 +37,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from .capture_erasure import overwriting_deleted_bytes
 from .capture_store import OrmCaptureStore
 from .engine.capture_sink import CaptureSink, CaptureStore
 from .engine.engine import Engine, RunningTunnel
@@ -546,4 +547,5 @@ def _stored_request(capture: Capture) -> tuple[str, bytes, ReplayRefused | None]
 
 
 def _delete_all_captures() -> None:
-    Capture.objects.all().delete()
+    with overwriting_deleted_bytes():
+        Capture.objects.all().delete()

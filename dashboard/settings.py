@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -162,6 +163,14 @@ TEMPLATES = [
 ASGI_APPLICATION = "dashboard.asgi.application"
 WSGI_APPLICATION = None
 
+# The agent's SQLite connections (why each pragma: where DATABASES takes them, below).
+SQLITE_OPTIONS: dict[str, Any] = {
+    "init_command": (
+        "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=FAST;"
+    ),
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'agent.sqlite3'}"),
@@ -170,25 +179,18 @@ DATABASES = {
         conn_max_age=env_int("AGENT_DB_CONN_MAX_AGE", 0),
     )
 }
-# The pragmas every SQLite connection of the agent runs first (why each: below).
-SQLITE_INIT_COMMAND = (
-    "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=FAST;"
-)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the inspector read while the capture writer writes; IMMEDIATE avoids lock upgrades.
     # 16 KiB pages (set before WAL, so only a new database takes them): a capture's body spans a
     # quarter of the overflow pages, which halved the writer's CPU per stored 1 MiB body and cut
     # about 9% of the agent's CPU per small inspected request (issue 11's bench, same-run A/B).
     # secure_delete FAST: Debian's SQLite is built with SECURE_DELETE on (upstream's default is
-    # off), so evicting a capture rewrote every page of its body with zeros, through the WAL and
-    # the checkpoint: 3.2 ms of CPU per stored MiB against 1.4 with FAST (bench/store_bench.py),
-    # which still zeroes what it can without more I/O. Neither mode erases a body from the disk
-    # (in WAL mode the log keeps copies of old pages until it is overwritten).
-    DATABASES["default"]["OPTIONS"] = {
-        "init_command": SQLITE_INIT_COMMAND,
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-    }
+    # off), so evicting a capture wrote every page of its body again as zeros, through the WAL
+    # and the checkpoint: 3.2 ms of CPU per stored MiB against 1.3 with FAST (make bench-store
+    # with --pragma). FAST zeroes a deleted row's bytes only inside pages written anyway, not a
+    # body's own (overflow) pages; the deletes a person asks for (clear, delete one) run with it
+    # ON and truncate the log (agentapi/capture_erasure.py).
+    DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:

@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from agentapi.capture_erasure import overwriting_deleted_bytes
 from agentapi.captures.content_views import Body, sniff_image
 from agentapi.captures.message_body import parse_message
 from agentapi.captures.multipart import parse_parts
@@ -182,7 +183,8 @@ def _flush_captures() -> None:
 def capture_delete(request: HttpRequest, capture_id: str) -> HttpResponse:
     """Delete one capture: 204, or 404 when it is not stored."""
     _flush_captures()
-    deleted, _ = Capture.objects.filter(id=capture_id).delete()
+    with overwriting_deleted_bytes():
+        deleted, _ = Capture.objects.filter(id=capture_id).delete()
     if not deleted:
         return _error(404, f"no capture {capture_id!r} is stored")
     _announce_deleted([capture_id])
@@ -201,15 +203,17 @@ def captures_clear(request: HttpRequest) -> JsonResponse:
         if runtime is not None:
             async_to_sync(runtime.clear_captures)()
         else:
-            Capture.objects.all().delete()
+            with overwriting_deleted_bytes():
+                Capture.objects.all().delete()
         return JsonResponse({"deleted": None, "filtered": False})
     _flush_captures()
     deleted: list[str] = []
     # Collected first, then deleted: deleting while walking would move the walk's cursor.
     for batch in matching_ids(filters):
         deleted += batch
-    for start in range(0, len(deleted), 500):
-        Capture.objects.filter(id__in=deleted[start : start + 500]).delete()
+    with overwriting_deleted_bytes():
+        for start in range(0, len(deleted), 500):
+            Capture.objects.filter(id__in=deleted[start : start + 500]).delete()
     _announce_deleted(deleted)
     return JsonResponse({"deleted": len(deleted), "filtered": True})
 
