@@ -5,8 +5,8 @@ whatever else the agent does, each persisted capture costs at least this much.
 
 Rules of a run:
 - Each case runs in a fresh process with a fresh database made by the agent's migrations and the
-  agent's SQLite settings (WAL, 16 KiB pages, synchronous NORMAL), so what is measured is the
-  schema, the SQL and the pragmas the agent ships.
+  agent's SQLite settings (WAL, 16 KiB pages, synchronous NORMAL, secure_delete FAST), so what is
+  measured is the schema, the SQL and the pragmas the agent ships; the database is removed after.
 - Rows have the sink's shape (engine/capture_sink.py `_snapshot`) and are built before the clock
   starts: the figure is the store's work (statements, commit, eviction), not building rows.
 - Ids come from the agent's CaptureIdFactory (they sort by time, as the range delete needs).
@@ -38,11 +38,11 @@ SECONDARY_INDEXES = ("capture_tunnel_newest", "capture_status", "capture_method"
 # name: (response body bytes, rows per batch, rows measured, budget, secondary indexes dropped)
 CASES: dict[str, tuple[int, int, int, int, bool]] = {
     "small": (256, 500, 30_000, BUDGET, False),
-    "small, no eviction": (256, 500, 30_000, 0, False),
-    "small, no eviction, no secondary index": (256, 500, 30_000, 0, True),
-    "64 KiB": (64 * 1024, 20, 1_000, BUDGET, False),
-    "1 MiB": (1024 * 1024, 8, 160, BUDGET, False),
-    "1 MiB, no eviction": (1024 * 1024, 8, 160, 0, False),
+    "small-no-eviction": (256, 500, 30_000, 0, False),
+    "small-no-eviction-no-index": (256, 500, 30_000, 0, True),
+    "64k": (64 * 1024, 20, 1_000, BUDGET, False),
+    "1m": (1024 * 1024, 8, 160, BUDGET, False),
+    "1m-no-eviction": (1024 * 1024, 8, 160, 0, False),
 }
 
 REQUEST = (
@@ -64,8 +64,13 @@ def response(body_bytes: int) -> bytes:
 def one_case(name: str, pragmas: list[str], page_size: int) -> dict[str, Any]:
     """Run case `name` in this process (a fresh database); its figures. `pragmas`: statements
     run on the connection after the agent's own; `page_size`: bytes, 0 for the agent's."""
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as data_dir:
+        return _measure(name, pragmas, page_size, data_dir)
+
+
+def _measure(name: str, pragmas: list[str], page_size: int, data_dir: str) -> dict[str, Any]:
     body_bytes, per_batch, measured, budget, drop_indexes = CASES[name]
-    os.environ["AGENT_DATA_DIR"] = tempfile.mkdtemp(prefix="store-bench-")
+    os.environ["AGENT_DATA_DIR"] = data_dir
     os.environ.pop("DATABASE_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
     sys.path.insert(0, str(ROOT))
@@ -132,6 +137,7 @@ def one_case(name: str, pragmas: list[str], page_size: int) -> dict[str, Any]:
         evicted += len(store.write(rows, []))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     count = len(batches) * per_batch
+    connection.close()  # before the directory goes
     return {
         "rows": count,
         "evicted": evicted,
@@ -161,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(a.rounds):
         for name in a.cases:
             what_if = [f"--pragma={pragma}" for pragma in a.pragma] + [f"--page-size={a.page_size}"]
+            # stderr to the terminal: a failing case shows its traceback
             done = subprocess.run(
                 [sys.executable, __file__, "--one", name, *what_if],
-                capture_output=True,
+                stdout=subprocess.PIPE,
                 text=True,
                 check=True,
                 cwd=ROOT,
@@ -174,13 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| case | rows/batch | us CPU/row | us wall/row | ms CPU/MiB stored | rows evicted |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, results in runs.items():
-
-        def med(key: str, results: list[dict[str, Any]] = results) -> float:
-            return statistics.median(r[key] for r in results)
-
+        med = {key: statistics.median(r[key] for r in results) for key in results[0]}
         print(
-            f"| {name} | {CASES[name][1]} | {med('cpu_us_per_row'):.1f} | {med('wall_us_per_row'):.1f} |"
-            f" {med('cpu_ms_per_mib'):.2f} | {int(med('evicted')):,} |"
+            f"| {name} | {CASES[name][1]} | {med['cpu_us_per_row']:.1f} | {med['wall_us_per_row']:.1f} |"
+            f" {med['cpu_ms_per_mib']:.2f} | {int(med['evicted']):,} |"
         )
     return 0
 

@@ -252,3 +252,18 @@ async def test_close_waits_for_the_batch_being_written() -> None:
     await closing
     await waiter  # settled: stored, not abandoned
     assert first.saved and store.batches == [(["a"], []), (["b"], [])]
+
+
+async def test_the_writer_thread_is_named_where_the_system_shows_threads() -> None:
+    # top -H, perf and `make sched-trace` tell the capture writer from the event loop by it.
+    import os
+    from pathlib import Path
+
+    sink = CaptureSink(Store())
+    sink.start()
+    try:
+        await sink.flush()
+        names = [(task / "comm").read_text().strip() for task in Path(f"/proc/{os.getpid()}/task").iterdir()]
+        assert "capture-writer" in names
+    finally:
+        await sink.close()
