@@ -262,7 +262,8 @@ async def test_the_writer_thread_is_named_where_the_system_shows_threads() -> No
     sink = CaptureSink(Store())
     sink.start()
     try:
-        await sink.flush()
+        sink.record(record("a"))
+        await sink.flush()  # a batch written: the writer thread ran, its initializer first
         names = [(task / "comm").read_text().strip() for task in Path(f"/proc/{os.getpid()}/task").iterdir()]
         assert "capture-writer" in names
     finally:
