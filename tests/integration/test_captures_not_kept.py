@@ -18,24 +18,29 @@ from tests.support.upstream import Upstream
 REQUESTS = 16
 
 
+def slow_requests_at_once(agent: AgentProcess) -> list[bytes]:
+    """REQUESTS slow GETs through the agent's tunnel, all in flight at once; their answers."""
+    url = next(iter(agent.public_urls.values()))
+    barrier = threading.Barrier(REQUESTS)
+    answers: list[bytes] = []
+
+    def fetch(n: int) -> None:
+        barrier.wait()
+        with urllib.request.urlopen(f"{url}/slow/0.3/{n}", timeout=30) as response:
+            answers.append(response.read())
+
+    threads = [threading.Thread(target=fetch, args=(n,)) for n in range(REQUESTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers
+
+
 def test_every_answered_request_is_kept_or_counted_as_not_kept(tmp_path: Path, upstream: Upstream) -> None:
     agent = AgentProcess(tmp_path, "http", f"127.0.0.1:{upstream.port}", env={"AGENT_CAPTURE_QUEUE": "1"}).start()
     try:
-        url = next(iter(agent.public_urls.values()))
-        barrier = threading.Barrier(REQUESTS)
-        answers: list[bytes] = []
-
-        def fetch(n: int) -> None:
-            barrier.wait()
-            with urllib.request.urlopen(f"{url}/slow/0.3/{n}", timeout=30) as response:  # all in flight at once
-                answers.append(response.read())
-
-        threads = [threading.Thread(target=fetch, args=(n,)) for n in range(REQUESTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert answers == [b"slow"] * REQUESTS  # forwarding never waited on the captures
+        assert slow_requests_at_once(agent) == [b"slow"] * REQUESTS  # forwarding never waited on the captures
 
         listed = agent.api("GET", "/api/requests/http?limit=100").json()["requests"]
         storage = agent.api("GET", "/inspect/storage.json").json()
@@ -53,21 +58,7 @@ def test_with_workers_each_process_captures_not_kept_are_counted(tmp_path: Path,
         tmp_path, "http", f"127.0.0.1:{upstream.port}", "--workers", "2", env={"AGENT_CAPTURE_QUEUE": "1"}
     ).start()
     try:
-        url = next(iter(agent.public_urls.values()))
-        barrier = threading.Barrier(REQUESTS)
-        answers: list[bytes] = []
-
-        def fetch(n: int) -> None:
-            barrier.wait()
-            with urllib.request.urlopen(f"{url}/slow/0.3/{n}", timeout=30) as response:
-                answers.append(response.read())
-
-        threads = [threading.Thread(target=fetch, args=(n,)) for n in range(REQUESTS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        assert answers == [b"slow"] * REQUESTS
+        assert slow_requests_at_once(agent) == [b"slow"] * REQUESTS
         workers = agent.api("GET", "/api/tunnels/command_line").json()["metrics"]["workers"]
         assert len([w for w in workers if w["http"]]) == 2  # both processes served requests
 
