@@ -22,12 +22,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import DatabaseError, connection
+from django.db.models import QuerySet
+
+from .models import Capture
 
 log = logging.getLogger(__name__)
 
 # How long the checkpoint after a delete waits for readers and the capture writer (SQLite's
 # busy timeout, restored after): a person's delete must not hang behind a long search.
 CHECKPOINT_WAIT_MS = 1000
+# Ids per DELETE ... WHERE id IN (...): within every database's parameter limit.
+_IDS_PER_DELETE = 500
+
+
+def erase(captures: QuerySet[Capture]) -> int:
+    """Delete `captures` so that their bytes leave the database file; the rows deleted (0: none
+    matched)."""
+    with overwriting_deleted_bytes():
+        deleted, _ = captures.delete()
+    return deleted
+
+
+def erase_ids(ids: list[str]) -> None:
+    """Delete the captures of `ids` (any number) as `erase` does, in statements of bounded size."""
+    with overwriting_deleted_bytes():
+        for start in range(0, len(ids), _IDS_PER_DELETE):
+            Capture.objects.filter(id__in=ids[start : start + _IDS_PER_DELETE]).delete()
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .capture_erasure import overwriting_deleted_bytes
+from .capture_erasure import erase
 from .capture_store import OrmCaptureStore
 from .engine.capture_sink import CaptureSink, CaptureStore
 from .engine.engine import Engine, RunningTunnel
@@ -547,5 +547,4 @@ def _stored_request(capture: Capture) -> tuple[str, bytes, ReplayRefused | None]
 
 
 def _delete_all_captures() -> None:
-    with overwriting_deleted_bytes():
-        Capture.objects.all().delete()
+    erase(Capture.objects.all())

@@ -30,7 +30,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import api_schema as doc
-from .capture_erasure import overwriting_deleted_bytes
+from .capture_erasure import erase
 from .definitions import decoded_like_go, endpoint_definition, tunnel_definition
 from .engine.websocket_frames import OPCODE_NAMES
 from .errors import (
@@ -438,8 +438,7 @@ class CaptureViewSet(JSONBodiesOnly, viewsets.GenericViewSet):
         if runtime is not None:
             async_to_sync(runtime.clear_captures)()
         else:
-            with overwriting_deleted_bytes():
-                Capture.objects.all().delete()
+            erase(Capture.objects.all())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

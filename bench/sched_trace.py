@@ -176,7 +176,15 @@ def window(
     dropped0 = agent.captures_dropped()
     data = tmp / f"sched-{connections}-{idle}.data"
     result: dict[str, Any] = {}
-    load = threading.Thread(target=lambda: result.update(run_wrk(url, connections, seconds, script, "0")))
+    failed: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            result.update(run_wrk(url, connections, seconds, script, "0"))
+        except BaseException as error:  # raised again below, on the caller's thread
+            failed.append(error)
+
+    load = threading.Thread(target=drive)
     load.start()
     try:
         if idle:
@@ -192,6 +200,8 @@ def window(
         load.join()
         if idle:
             os.sched_setscheduler(writer, os.SCHED_OTHER, os.sched_param(0))
+    if failed:
+        raise failed[0]
     figures = summarise(read_trace(data, agent.pid, writer))
     time.sleep(1)  # the window's captures are stored (or dropped) before counting
     figures["p99_ms"] = result.get("p99_us", float("nan")) / 1e3

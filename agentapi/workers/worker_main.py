@@ -205,7 +205,7 @@ class Worker:
             return os.getpid()
         if kind == "metrics":
             return {tunnel.name: metrics_merge.state(tunnel.metrics) for tunnel in engine.tunnels()}
-        if kind == "capture_counts":  # asked with each ping: the main process shows every process's
+        if kind == "capture_counts":  # asked with each ping: the storage line adds every process's
             sink = self.sink
             return {"dropped": sink.dropped, "cut": sink.cut} if sink is not None else {"dropped": 0, "cut": 0}
         if kind == "flush":

@@ -44,7 +44,8 @@ class StorageUse:
     # Captures not kept since the agent started: the database was not keeping up (the requests
     # were forwarded; only their captures are missing from the list).
     dropped: int = 0
-    # Captures kept in part: each message cut to `cut_to` bytes while the database was behind.
+    # Captures kept in part: each message cut to PRESSURE_CAPTURE_LIMIT bytes while the database
+    # was behind (marked cut, as the capture limit's cuts are).
     cut: int = 0
 
     def as_json(self) -> dict[str, Any]:

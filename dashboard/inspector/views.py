@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from agentapi.capture_erasure import overwriting_deleted_bytes
+from agentapi.capture_erasure import erase, erase_ids
 from agentapi.captures.content_views import Body, sniff_image
 from agentapi.captures.message_body import parse_message
 from agentapi.captures.multipart import parse_parts
@@ -183,9 +183,7 @@ def _flush_captures() -> None:
 def capture_delete(request: HttpRequest, capture_id: str) -> HttpResponse:
     """Delete one capture: 204, or 404 when it is not stored."""
     _flush_captures()
-    with overwriting_deleted_bytes():
-        deleted, _ = Capture.objects.filter(id=capture_id).delete()
-    if not deleted:
+    if not erase(Capture.objects.filter(id=capture_id)):
         return _error(404, f"no capture {capture_id!r} is stored")
     _announce_deleted([capture_id])
     return HttpResponse(status=204)
@@ -203,17 +201,14 @@ def captures_clear(request: HttpRequest) -> JsonResponse:
         if runtime is not None:
             async_to_sync(runtime.clear_captures)()
         else:
-            with overwriting_deleted_bytes():
-                Capture.objects.all().delete()
+            erase(Capture.objects.all())
         return JsonResponse({"deleted": None, "filtered": False})
     _flush_captures()
     deleted: list[str] = []
     # Collected first, then deleted: deleting while walking would move the walk's cursor.
     for batch in matching_ids(filters):
         deleted += batch
-    with overwriting_deleted_bytes():
-        for start in range(0, len(deleted), 500):
-            Capture.objects.filter(id__in=deleted[start : start + 500]).delete()
+    erase_ids(deleted)
     _announce_deleted(deleted)
     return JsonResponse({"deleted": len(deleted), "filtered": True})
 
